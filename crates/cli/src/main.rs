@@ -1,0 +1,6 @@
+mod pipeline;
+mod summary;
+
+fn main() {
+    println!("eraser");
+}

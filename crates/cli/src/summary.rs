@@ -1,0 +1,101 @@
+//! The end-of-run summary: one struct, printed as JSON (`--json`) or as an aligned block.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// Counts and figures of one run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Input files found that are images.
+    pub inputs: u64,
+    /// Files skipped because they are not images (inside directories).
+    pub skipped: u64,
+    /// Inputs whose bytes could not be read or recognised (named on the command line, or unreadable).
+    pub input_errors: u64,
+    /// Distinct contents among the inputs.
+    pub unique_images: u64,
+    /// Inputs that shared content with another input or an earlier batch (no upload needed).
+    pub duplicates_saved: u64,
+    /// Files hashed this run (others reused the ledger's hash).
+    pub hashed: u64,
+    /// create-job requests that created a job.
+    pub uploads: u64,
+    /// Uploads repeated because a dead run's claim was taken back.
+    pub repeat_uploads: u64,
+    /// Jobs resumed from the ledger (polled, not uploaded).
+    pub resumed: u64,
+    /// Results downloaded from the service.
+    pub downloads: u64,
+    /// Outputs placed by copying or linking a stored result.
+    pub copies: u64,
+    /// Inputs whose output was already in place.
+    pub already_done: u64,
+    /// Inputs with their output in place at the end.
+    pub outputs_done: u64,
+    /// Inputs without output at the end.
+    pub outputs_failed: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_downloaded: u64,
+    pub get_job_calls: u64,
+    pub retries: u64,
+    /// Jobs in flight the run settled at (adaptive concurrency).
+    pub concurrency_limit: u64,
+    pub seconds: f64,
+    pub credits: Credits,
+    /// Failures by code ("none" when the service gave no code).
+    pub failures: BTreeMap<String, FailureCount>,
+    /// Set when the run ended early.
+    pub stopped: Option<String>,
+    pub dry_run: bool,
+    /// Where the ledger is.
+    pub ledger: String,
+}
+
+/// Credits reported by the service for the jobs finished this run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Credits {
+    pub p_credits: i64,
+    pub s_credits: i64,
+    pub need_credits: i64,
+}
+
+/// How many inputs failed with one code, and the message given.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FailureCount {
+    pub count: u64,
+    pub message: String,
+}
+
+impl Summary {
+    /// The human block printed at the end of a run (stderr).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let rows: [(&str, String); 10] = [
+            ("inputs", format!("{} ({} unique, {} duplicates saved)", self.inputs, self.unique_images, self.duplicates_saved)),
+            ("skipped", format!("{} not images, {} errors", self.skipped, self.input_errors)),
+            ("uploaded", format!("{} ({} resumed, {} repeated)", self.uploads, self.resumed, self.repeat_uploads)),
+            ("downloaded", format!("{} ({} copies)", self.downloads, self.copies)),
+            ("outputs", format!("{} done, {} failed, {} already in place", self.outputs_done, self.outputs_failed, self.already_done)),
+            ("bytes", format!("{} up, {} down", self.bytes_uploaded, self.bytes_downloaded)),
+            ("polls", format!("{} get-job calls, {} retries", self.get_job_calls, self.retries)),
+            ("credits", format!("p {} s {} need {}", self.credits.p_credits, self.credits.s_credits, self.credits.need_credits)),
+            ("time", format!("{:.1}s", self.seconds)),
+            ("ledger", self.ledger.clone()),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(s, "{k:>11}  {v}");
+        }
+        for (code, f) in &self.failures {
+            let _ = writeln!(s, "{:>11}  {} × code {code}: {}", "failed", f.count, f.message);
+        }
+        if !self.failures.is_empty() {
+            let _ = writeln!(s, "{:>11}  eraser ledger list --status failed", "see");
+        }
+        if let Some(why) = &self.stopped {
+            let _ = writeln!(s, "{:>11}  {why}", "stopped");
+        }
+        s
+    }
+}

@@ -1,0 +1,264 @@
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// SHA-256 of an image's bytes; stored and shown as 64 lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256(pub [u8; 32]);
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
+impl FromStr for Sha256 {
+    type Err = hex::FromHexError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out)?;
+        Ok(Self(out))
+    }
+}
+impl Serialize for Sha256 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+impl<'de> Deserialize<'de> for Sha256 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where an image stands. Stored as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageStatus {
+    /// Known, not yet sent.
+    New,
+    /// Claimed by a run that is sending it; no job id yet.
+    Uploading,
+    /// Accepted by the service (job id recorded); to be polled.
+    Processing,
+    /// Result downloaded and stored.
+    Done,
+    /// Given up on (see the error columns); `retry` puts it back to `new`.
+    Failed,
+}
+
+impl ImageStatus {
+    pub const ALL: [ImageStatus; 5] = [
+        Self::New,
+        Self::Uploading,
+        Self::Processing,
+        Self::Done,
+        Self::Failed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Uploading => "uploading",
+            Self::Processing => "processing",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Done | Self::Failed)
+    }
+}
+impl fmt::Display for ImageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl FromStr for ImageStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s:?} (expected new, uploading, processing, done or failed)"))
+    }
+}
+
+/// One run of `eraser run`, as registered in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RunId(pub i64);
+
+/// What a rescan needs to skip hashing a file: what the ledger knew of this path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownInput {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub sha256: Sha256,
+}
+
+/// An input file as seen by the scan, ready to record.
+#[derive(Debug, Clone)]
+pub struct InputRecord {
+    /// Absolute, normalised path (non-UTF-8 bytes kept).
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub sha256: Sha256,
+    /// `jpeg`, `png` or `webp`.
+    pub format: String,
+    /// Where this input's result goes (decided by the cli, kept stable by the ledger:
+    /// when the path already has a planned output, the stored one wins).
+    pub planned_output: PathBuf,
+}
+
+/// An image claimed for upload by a run.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub sha256: Sha256,
+    pub size: u64,
+    pub format: String,
+    /// One input file (seen by this run) holding these bytes.
+    pub source_path: PathBuf,
+    /// Attempts so far, this one excluded.
+    pub attempts: u32,
+}
+
+/// Everything learned when a job finished and its result was stored.
+#[derive(Debug, Clone, Default)]
+pub struct DoneRecord {
+    pub output_url: String,
+    pub output_path: PathBuf,
+    pub output_sha256: Option<Sha256>,
+    pub output_size: u64,
+    pub credits_states: Option<i64>,
+    pub need_credits: Option<i64>,
+    pub p_credits: Option<i64>,
+    pub s_credits: Option<i64>,
+    /// The raw JSON of the done reply.
+    pub raw_response: String,
+}
+
+/// A failure, as recorded on the image.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The service's code, when the service gave one.
+    pub code: Option<i64>,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// A full image row.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageRow {
+    pub sha256: Sha256,
+    pub size: u64,
+    pub format: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub status: ImageStatus,
+    pub job_id: Option<String>,
+    pub output_url: Option<String>,
+    pub output_path: Option<PathBuf>,
+    pub output_sha256: Option<Sha256>,
+    pub output_size: Option<u64>,
+    pub attempts: u32,
+    /// How many times a claim was taken back from a dead run (possible repeat uploads).
+    pub repeat_uploads: u32,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    pub retryable: Option<bool>,
+    pub credits_states: Option<i64>,
+    pub need_credits: Option<i64>,
+    pub p_credits: Option<i64>,
+    pub s_credits: Option<i64>,
+    pub claimed_by: Option<RunId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A full input row.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputRow {
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub sha256: Sha256,
+    pub planned_output: Option<PathBuf>,
+    /// Set once the output file was written (or copied) for this input.
+    pub output_path: Option<PathBuf>,
+    pub last_run: Option<RunId>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// An input of a run together with its image's state (what `place` and `list` need).
+#[derive(Debug, Clone, Serialize)]
+pub struct InputState {
+    pub input: InputRow,
+    pub status: ImageStatus,
+    pub image_output_path: Option<PathBuf>,
+    pub image_output_sha256: Option<Sha256>,
+    pub output_url: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+}
+
+/// A job the service is working on (status `processing`).
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    pub sha256: Sha256,
+    pub job_id: String,
+    pub size: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Images by status, from the maintained counts table (no scan).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    pub total: u64,
+    pub new: u64,
+    pub uploading: u64,
+    pub processing: u64,
+    pub done: u64,
+    pub failed: u64,
+}
+
+/// Inputs, by their image's outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct InputCounts {
+    pub total: u64,
+    pub done: u64,
+    pub failed: u64,
+}
+
+/// Failures grouped by code.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureGroup {
+    pub code: Option<i64>,
+    pub message: String,
+    pub count: u64,
+}
+
+/// Credits summed over done images.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CreditsUsed {
+    pub p_credits: i64,
+    pub s_credits: i64,
+    pub need_credits: i64,
+}
+
+/// Progress of one run: its images (those with an input seen by the run) by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RunProgress {
+    pub images: StatusCounts,
+    /// Inputs seen by the run.
+    pub inputs: u64,
+    /// Inputs seen by the run whose output is recorded.
+    pub inputs_placed: u64,
+}

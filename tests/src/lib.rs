@@ -1,0 +1,2 @@
+//! The MagicEraser emulator used by eraser's tests, benchmarks and demo.
+pub mod emulator;
