@@ -57,3 +57,74 @@ impl ImageFormat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn jpeg_png_and_webp_are_recognised_by_their_magic_bytes() {
+        assert_eq!(
+            ImageFormat::detect(b"\xFF\xD8\xFF\xE0\0\x10JFIF\0"),
+            Some(ImageFormat::Jpeg)
+        );
+        assert_eq!(
+            ImageFormat::detect(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            Some(ImageFormat::Png)
+        );
+        assert_eq!(
+            ImageFormat::detect(b"RIFF\x24\0\0\0WEBPVP8L"),
+            Some(ImageFormat::Webp)
+        );
+    }
+
+    #[test]
+    fn other_bytes_are_not_images() {
+        for head in [
+            &b""[..],
+            b"\xFF\xD8",
+            b"\x89PNG\r\n",
+            b"RIFF\x24\0\0\0WAVEfmt ",
+            b"GIF89a\x01\0\x01\0\0\0",
+            b"<html><body>",
+            b"just some text",
+        ] {
+            assert_eq!(ImageFormat::detect(head), None, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn mime_and_extension_match_the_format() {
+        assert_eq!(
+            (ImageFormat::Jpeg.mime(), ImageFormat::Jpeg.extension()),
+            ("image/jpeg", "jpg")
+        );
+        assert_eq!(
+            (ImageFormat::Png.mime(), ImageFormat::Png.extension()),
+            ("image/png", "png")
+        );
+        assert_eq!(
+            (ImageFormat::Webp.mime(), ImageFormat::Webp.extension()),
+            ("image/webp", "webp")
+        );
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for format in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp] {
+            assert_eq!(ImageFormat::from_name(format.as_str()), Some(format));
+        }
+        assert_eq!(ImageFormat::from_name("jpg"), Some(ImageFormat::Jpeg));
+        assert_eq!(ImageFormat::from_name("gif"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn detection_only_looks_at_the_first_twelve_bytes(head in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let cut = &head[..head.len().min(12)];
+            prop_assert_eq!(ImageFormat::detect(&head), ImageFormat::detect(cut));
+        }
+    }
+}

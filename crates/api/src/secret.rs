@@ -26,3 +26,37 @@ impl fmt::Display for Token {
         f.write_str("<redacted>")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_value() {
+        let token = Token::new("Bearer s3cr3t-value");
+        for shown in [
+            format!("{token:?}"),
+            format!("{token:#?}"),
+            format!("{token}"),
+        ] {
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+        }
+        assert_eq!(token.expose(), "Bearer s3cr3t-value");
+    }
+
+    #[test]
+    fn structs_holding_a_token_stay_redacted() {
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Config {
+            token: Option<Token>,
+        }
+        let shown = format!(
+            "{:?}",
+            Config {
+                token: Some(Token::new("s3cr3t"))
+            }
+        );
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+}

@@ -1,0 +1,53 @@
+//! `GET {base}/api/magiceraser/v2/ai-remove-object/get-job/{id}`: 100000 done, 300006 in
+//! progress, any other code failed.
+
+use crate::client::usable_in_path;
+use crate::{Client, Error, JobId, JobState, Result};
+
+const GET_JOB_PATH: [&str; 5] = ["api", "magiceraser", "v2", "ai-remove-object", "get-job"];
+
+impl Client {
+    /// Asks for a job's state. The id is URL-path-escaped, so any text is safe to pass.
+    ///
+    /// A failure code from the service is a [`JobState::Failed`], not an error; errors are
+    /// about the exchange itself (transport, HTTP status, undecodable or protocol-breaking
+    /// answers such as "done" without an output URL). Retryable errors are retried first.
+    pub async fn get_job(&self, id: &JobId) -> Result<JobState> {
+        if !usable_in_path(id.as_str()) {
+            return Err(Error::Protocol {
+                reason: format!(
+                    "the job id {:?} cannot be sent in a URL",
+                    self.clean_message(id.as_str())
+                ),
+            });
+        }
+        let mut segments = GET_JOB_PATH.to_vec();
+        segments.push(id.as_str());
+        let url = self.endpoint(&segments);
+        self.with_retry("get-job", || async {
+            let response = self
+                .inner
+                .api
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&e, &url))?;
+            let answer = self.read_answer(response).await?;
+            let state =
+                answer
+                    .envelope
+                    .job_state(answer.raw)
+                    .map_err(|reason| Error::Protocol {
+                        reason: format!("job {}: {reason}", self.clean_message(id.as_str())),
+                    })?;
+            Ok(match state {
+                JobState::Failed { code, message } => JobState::Failed {
+                    code,
+                    message: self.clean_message(&message),
+                },
+                other => other,
+            })
+        })
+        .await
+    }
+}

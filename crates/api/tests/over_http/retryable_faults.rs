@@ -1,0 +1,165 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eraser_api::{Client, CreateJob, JobDone};
+use eraser_tests::emulator::{Emulator, Knobs, sample_jpeg, source_sha256};
+use tempfile::TempDir;
+
+use crate::util::{Retries, client, emulator, record_and_heal, sha256, wait_done, write_input};
+
+/// An emulator, a client whose first retry heals the emulator, and one input file.
+async fn setup() -> (Arc<Emulator>, Client, Retries, TempDir, PathBuf) {
+    let em = emulator(Knobs::default()).await;
+    let retries = Retries::default();
+    let client = client(&em)
+        .on_retry(record_and_heal(&retries, &em, Knobs::default()))
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_input(dir.path(), "in.jpg", &sample_jpeg(20));
+    (em, client, retries, dir, path)
+}
+
+fn job(path: &std::path::Path) -> CreateJob<'_> {
+    CreateJob {
+        path,
+        file_name: None,
+        expected_sha256: None,
+    }
+}
+
+async fn done_job(client: &Client, path: &std::path::Path) -> JobDone {
+    let id = client.create_job(&job(path)).await.unwrap();
+    wait_done(client, &id).await
+}
+
+#[tokio::test]
+async fn http_500_on_create_job_is_retried_and_the_file_reuploaded() {
+    let (em, client, retries, _dir, path) = setup().await;
+    em.set_knobs(Knobs {
+        p_http_500: 1.0,
+        ..Knobs::default()
+    });
+
+    client.create_job(&job(&path)).await.unwrap();
+
+    let events = retries.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].operation, events[0].status, events[0].attempt),
+        ("create-job", Some(500), 1)
+    );
+    let counters = em.counters();
+    assert_eq!((counters.create_job_requests, counters.create_jobs), (2, 1));
+}
+
+#[tokio::test]
+async fn http_429_retry_after_is_honoured_as_the_delay() {
+    let (em, client, retries, _dir, path) = setup().await;
+    em.set_knobs(Knobs {
+        p_http_429: 1.0,
+        retry_after_secs: 1,
+        ..Knobs::default()
+    });
+
+    client.create_job(&job(&path)).await.unwrap();
+
+    let events = retries.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].status, Some(429));
+    assert!(
+        events[0].delay >= Duration::from_secs(1),
+        "waited only {:?}",
+        events[0].delay
+    );
+}
+
+#[tokio::test]
+async fn http_500_on_get_job_is_retried() {
+    let (em, client, retries, _dir, path) = setup().await;
+    let id = client.create_job(&job(&path)).await.unwrap();
+    em.set_knobs(Knobs {
+        p_http_500: 1.0,
+        ..Knobs::default()
+    });
+
+    wait_done(&client, &id).await;
+
+    let events = retries.events();
+    assert_eq!(
+        (events[0].operation, events[0].status),
+        ("get-job", Some(500))
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried() {
+    let (em, client, retries, _dir, path) = setup().await;
+    em.set_knobs(Knobs {
+        p_drop: 1.0,
+        ..Knobs::default()
+    });
+
+    client.create_job(&job(&path)).await.unwrap();
+
+    let events = retries.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].status, None, "a dropped connection has no status");
+    assert_eq!(em.counters().create_jobs, 1);
+}
+
+#[tokio::test]
+async fn a_garbage_body_is_retried() {
+    let (em, client, retries, _dir, path) = setup().await;
+    em.set_knobs(Knobs {
+        p_garbage: 1.0,
+        ..Knobs::default()
+    });
+
+    client.create_job(&job(&path)).await.unwrap();
+
+    assert_eq!(retries.events().len(), 1);
+    assert!(em.counters().faults_injected >= 1);
+}
+
+#[tokio::test]
+async fn a_cdn_error_is_retried() {
+    let (em, client, retries, dir, path) = setup().await;
+    let done = done_job(&client, &path).await;
+    em.set_knobs(Knobs {
+        p_cdn_error: 1.0,
+        ..Knobs::default()
+    });
+
+    let dest = dir.path().join("out.jpg");
+    client.download(&done.output_urls[0], &dest).await.unwrap();
+
+    let events = retries.events();
+    assert_eq!(events[0].operation, "download");
+    assert!(
+        matches!(events[0].status, Some(500 | 503)),
+        "{:?}",
+        events[0].status
+    );
+    assert!(source_sha256(&std::fs::read(&dest).unwrap()).is_some());
+}
+
+#[tokio::test]
+async fn a_truncated_download_is_retried_and_lands_whole() {
+    let (em, client, retries, dir, path) = setup().await;
+    let input = std::fs::read(&path).unwrap();
+    let done = done_job(&client, &path).await;
+    em.set_knobs(Knobs {
+        p_truncate: 1.0,
+        ..Knobs::default()
+    });
+
+    let dest = dir.path().join("out.jpg");
+    let saved = client.download(&done.output_urls[0], &dest).await.unwrap();
+
+    assert_eq!(retries.events()[0].operation, "download");
+    let output = std::fs::read(&dest).unwrap();
+    assert_eq!(saved.sha256, sha256(&output));
+    assert_eq!(source_sha256(&output), Some(hex::encode(sha256(&input))));
+}
