@@ -87,7 +87,11 @@ impl FromStr for ImageStatus {
         Self::ALL
             .into_iter()
             .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown status {s:?} (expected new, uploading, processing, done or failed)"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown status {s:?} (expected new, uploading, processing, done or failed)"
+                )
+            })
     }
 }
 
@@ -261,4 +265,26 @@ pub struct RunProgress {
     pub inputs: u64,
     /// Inputs seen by the run whose output is recorded.
     pub inputs_placed: u64,
+}
+
+/// What `check_consistency` found (for tests and `eraser ledger verify`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConsistencyReport {
+    /// Lines of `PRAGMA integrity_check`; `["ok"]` when the file is sound.
+    pub integrity: Vec<String>,
+    /// Rows whose foreign keys point nowhere (`PRAGMA foreign_key_check`).
+    pub foreign_key_violations: u64,
+    /// The maintained counts table.
+    pub counts_table: StatusCounts,
+    /// The same counts from a full recount of the images table.
+    pub recount: StatusCounts,
+}
+
+impl ConsistencyReport {
+    /// True when the file is sound, every reference resolves and the counts table is exact.
+    pub fn is_ok(&self) -> bool {
+        self.integrity == ["ok"]
+            && self.foreign_key_violations == 0
+            && self.counts_table == self.recount
+    }
 }

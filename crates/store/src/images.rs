@@ -1,0 +1,290 @@
+//! Image transitions. Each one is a compare-and-set: `update … where sha256 = ? and status = ?`;
+//! when no row matched, the current status is read back to name what refused the change.
+//!
+//! `attempts` counts uploads sent: it grows when the service accepted an upload
+//! (`mark_processing`) and when an upload failed while sending (`mark_failed` from `uploading`);
+//! a job that fails later (`mark_failed` from `processing`) was already counted.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::ledger::{now_text, path_bytes, path_from_bytes, to_i64, to_u64};
+use crate::rows::to_u32;
+use crate::runs::{RunLiveness, this_host};
+use crate::{Claim, DoneRecord, Error, Failure, ImageStatus, Ledger, Result, RunId, Sha256};
+
+impl Ledger {
+    /// Moves up to `n` `new` images that have an input seen by `run` to `uploading`, held by `run`.
+    ///
+    /// One `begin immediate` transaction picks and claims, so two processes claiming at once
+    /// never get the same image. Images are taken oldest first (in the order they were recorded).
+    pub async fn claim_for_upload(&self, run: RunId, n: u32) -> Result<Vec<Claim>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::from(n);
+        let now = now_text();
+        let mut tx = self.begin_write().await?;
+        let picked = sqlx::query!(
+            r#"select i.id, i.sha256, i.size, i.format, i.attempts,
+                      (select min(p.path) from inputs as p indexed by inputs_image
+                       where p.image_id = i.id and p.last_run = ?1) as "source_path!: Vec<u8>"
+               from images as i
+               where i.status = 'new'
+                 and exists (select 1 from inputs as p indexed by inputs_image
+                             where p.image_id = i.id and p.last_run = ?1)
+               order by i.id
+               limit ?2"#,
+            run.0,
+            limit
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+
+        let mut claims = Vec::with_capacity(picked.len());
+        for row in picked {
+            let claimed = sqlx::query!(
+                "update images set status = 'uploading', claimed_by = ?1, updated_at = ?2
+                 where id = ?3 and status = 'new'",
+                run.0,
+                now,
+                row.id
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+            if claimed.rows_affected() == 1 {
+                claims.push(Claim {
+                    sha256: self.decode_sha(&row.sha256)?,
+                    size: to_u64(row.size),
+                    format: row.format,
+                    source_path: path_from_bytes(row.source_path),
+                    attempts: to_u32(row.attempts),
+                });
+            }
+        }
+        tx.commit().await.map_err(|e| self.db_err(e))?;
+        Ok(claims)
+    }
+
+    /// `uploading` → `processing` with the job id; counts the upload as an attempt.
+    pub async fn mark_processing(&self, sha: &Sha256, job_id: &str) -> Result<()> {
+        let (key, now) = (sha.to_string(), now_text());
+        let done = sqlx::query!(
+            "update images set status = 'processing', job_id = ?1, attempts = attempts + 1,
+                 claimed_by = null, updated_at = ?2
+             where sha256 = ?3 and status = 'uploading'",
+            job_id,
+            now,
+            key
+        )
+        .execute(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        self.expect_moved(done.rows_affected(), &key, ImageStatus::Processing)
+            .await
+    }
+
+    /// `processing` → `done`, recording the result and clearing any earlier error.
+    pub async fn mark_done(&self, sha: &Sha256, done: &DoneRecord) -> Result<()> {
+        let (key, now) = (sha.to_string(), now_text());
+        let output_path = path_bytes(&done.output_path);
+        let output_sha = done.output_sha256.map(|s| s.to_string());
+        let output_size = to_i64(done.output_size);
+        let moved = sqlx::query!(
+            "update images set status = 'done', output_url = ?1, output_path = ?2, output_sha256 = ?3,
+                 output_size = ?4, credits_states = ?5, need_credits = ?6, p_credits = ?7, s_credits = ?8,
+                 raw_response = ?9, error_code = null, error_message = null, retryable = null,
+                 updated_at = ?10
+             where sha256 = ?11 and status = 'processing'",
+            done.output_url,
+            output_path,
+            output_sha,
+            output_size,
+            done.credits_states,
+            done.need_credits,
+            done.p_credits,
+            done.s_credits,
+            done.raw_response,
+            now,
+            key
+        )
+        .execute(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        self.expect_moved(moved.rows_affected(), &key, ImageStatus::Done)
+            .await
+    }
+
+    /// `uploading` or `processing` → `failed`, recording the error. Attempts + 1 when failing
+    /// from `uploading` (the failed upload); a `processing` job was counted when it was accepted.
+    pub async fn mark_failed(&self, sha: &Sha256, failure: &Failure) -> Result<()> {
+        let (key, now) = (sha.to_string(), now_text());
+        let done = sqlx::query!(
+            "update images set status = 'failed',
+                 attempts = attempts + (status = 'uploading'),
+                 error_code = ?1, error_message = ?2, retryable = ?3, claimed_by = null, updated_at = ?4
+             where sha256 = ?5 and status in ('uploading', 'processing')",
+            failure.code,
+            failure.message,
+            failure.retryable,
+            now,
+            key
+        )
+        .execute(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        self.expect_moved(done.rows_affected(), &key, ImageStatus::Failed)
+            .await
+    }
+
+    /// `uploading` → `new` without counting an attempt (the upload was never sent).
+    pub async fn release_claim(&self, sha: &Sha256) -> Result<()> {
+        let (key, now) = (sha.to_string(), now_text());
+        let done = sqlx::query!(
+            "update images set status = 'new', claimed_by = null, updated_at = ?1
+             where sha256 = ?2 and status = 'uploading'",
+            now,
+            key
+        )
+        .execute(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        self.expect_moved(done.rows_affected(), &key, ImageStatus::New)
+            .await
+    }
+
+    /// `failed` → `new` for the given images (all failed ones when `None`). Returns how many.
+    /// Images that are not `failed` are left as they are (and not counted). The last error
+    /// stays on the row until the next outcome replaces it.
+    pub async fn requeue(&self, shas: Option<&[Sha256]>) -> Result<u64> {
+        let now = now_text();
+        let Some(shas) = shas else {
+            let done = sqlx::query!(
+                "update images set status = 'new', updated_at = ?1 where status = 'failed'",
+                now
+            )
+            .execute(&self.write)
+            .await
+            .map_err(|e| self.db_err(e))?;
+            return Ok(done.rows_affected());
+        };
+        let mut tx = self.begin_write().await?;
+        let mut requeued = 0;
+        for sha in shas {
+            let key = sha.to_string();
+            requeued += sqlx::query!(
+                "update images set status = 'new', updated_at = ?1 where sha256 = ?2 and status = 'failed'",
+                now,
+                key
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(|e| self.db_err(e))?;
+        Ok(requeued)
+    }
+
+    /// `done` → `new`: the stored result is unusable and cannot be fetched again. Clears the
+    /// job, the result and its credits, so the image is uploaded afresh.
+    pub async fn reset_done(&self, sha: &Sha256) -> Result<()> {
+        let (key, now) = (sha.to_string(), now_text());
+        let done = sqlx::query!(
+            "update images set status = 'new', job_id = null, output_url = null, output_path = null,
+                 output_sha256 = null, output_size = null, credits_states = null, need_credits = null,
+                 p_credits = null, s_credits = null, raw_response = null, updated_at = ?1
+             where sha256 = ?2 and status = 'done'",
+            now,
+            key
+        )
+        .execute(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        self.expect_moved(done.rows_affected(), &key, ImageStatus::New)
+            .await
+    }
+
+    /// `uploading` images claimed by dead runs (same host and pid gone, or heartbeat older than
+    /// `stale_after`) go back to `new`, counted in `repeat_uploads`. Live runs' claims are untouched.
+    /// Claims whose run is no longer registered are taken back too. Returns how many were reclaimed.
+    ///
+    /// Liveness is judged under the write lock, so a heartbeat cannot slip in between the
+    /// judgement and the update.
+    pub async fn recover(&self, stale_after: Duration) -> Result<u64> {
+        let (host, now) = (this_host(), now_text());
+        let judged_at = Utc::now();
+        let mut tx = self.begin_write().await?;
+        let holders = sqlx::query!(
+            r#"select r.id, r.host, r.pid, r.heartbeat_at as "heartbeat_at: DateTime<Utc>",
+                      r.finished_at is not null as "finished!: bool"
+               from runs as r
+               where r.id in (select distinct claimed_by from images where claimed_by is not null)"#
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+
+        let mut reclaimed = 0;
+        for run in holders {
+            let liveness = RunLiveness {
+                host: run.host,
+                pid: run.pid,
+                heartbeat_at: run.heartbeat_at,
+                finished: run.finished,
+            };
+            if !liveness.is_dead(&host, judged_at, stale_after) {
+                continue;
+            }
+            reclaimed += sqlx::query!(
+                "update images set status = 'new', claimed_by = null, repeat_uploads = repeat_uploads + 1,
+                     updated_at = ?1
+                 where claimed_by = ?2 and status = 'uploading'",
+                now,
+                run.id
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?
+            .rows_affected();
+        }
+        reclaimed += sqlx::query!(
+            "update images set status = 'new', claimed_by = null, repeat_uploads = repeat_uploads + 1,
+                 updated_at = ?1
+             where status = 'uploading'
+               and (claimed_by is null or not exists (select 1 from runs where runs.id = images.claimed_by))",
+            now
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?
+        .rows_affected();
+        tx.commit().await.map_err(|e| self.db_err(e))?;
+        Ok(reclaimed)
+    }
+
+    /// After a compare-and-set: one row moved is success; none means the image is missing or
+    /// in another status, which is named in the error.
+    async fn expect_moved(&self, rows: u64, sha256: &str, to: ImageStatus) -> Result<()> {
+        if rows > 0 {
+            return Ok(());
+        }
+        let from = sqlx::query_scalar!("select status from images where sha256 = ?1", sha256)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        match from {
+            Some(from) => Err(Error::IllegalTransition {
+                sha256: sha256.to_owned(),
+                from,
+                to: to.as_str().to_owned(),
+            }),
+            None => Err(Error::UnknownImage {
+                sha256: sha256.to_owned(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Input files: batched recording of a scan, lookup by path (to skip re-hashing unchanged
+//! files), and each input's output path.
+//!
+//! Batches travel as one JSON array bound to a single parameter and unpacked in SQL with
+//! `json_each` (SQLite's counterpart of PostgreSQL's `unnest`): a whole batch is one statement,
+//! not one round trip per row. Paths travel as hex of their raw bytes and are stored with
+//! `unhex`, so names that are not UTF-8 survive the trip.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::ledger::{now_text, path_bytes, path_from_bytes, to_i64};
+use crate::{Error, InputRecord, KnownInput, Ledger, Result, RunId};
+
+/// One input of a batch, as the SQL below reads it from the JSON array.
+#[derive(Serialize)]
+struct BatchRow<'a> {
+    /// Path bytes, hex.
+    p: String,
+    s: i64,
+    m: i64,
+    /// SHA-256, lower-case hex.
+    h: String,
+    f: &'a str,
+    /// Planned output path bytes, hex.
+    o: String,
+}
+
+impl Ledger {
+    /// What the ledger knows of these paths (same order), for skipping unchanged files.
+    pub async fn lookup_inputs(&self, paths: &[PathBuf]) -> Result<Vec<Option<KnownInput>>> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hexes: Vec<String> = paths.iter().map(|p| hex::encode(path_bytes(p))).collect();
+        let json = serde_json::to_string(&hexes).map_err(|e| self.invalid(e))?;
+        // The `in` list drives the search: one primary-key probe per path.
+        let rows = sqlx::query!(
+            "select p.path, p.size, p.mtime_ns, i.sha256
+             from inputs as p join images as i on i.id = p.image_id
+             where p.path in (select unhex(j.value) from json_each(?1) as j)",
+            json
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            found.insert(
+                row.path,
+                self.decode_known(row.size, row.mtime_ns, &row.sha256)?,
+            );
+        }
+        Ok(paths
+            .iter()
+            .map(|p| found.get(path_bytes(p)).cloned())
+            .collect())
+    }
+
+    /// Records a batch of inputs seen by `run` in one transaction: upserts each input
+    /// (keeping an already planned output), inserts its image as `new` when unknown.
+    ///
+    /// An input whose content changed (another sha256) loses its recorded output path (that
+    /// output belongs to the old content) but keeps its planned output. Three statements carry
+    /// the whole batch, whatever its length.
+    pub async fn record_inputs(&self, run: RunId, batch: &[InputRecord]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<BatchRow<'_>> = batch
+            .iter()
+            .map(|r| BatchRow {
+                p: hex::encode(path_bytes(&r.path)),
+                s: to_i64(r.size),
+                m: r.mtime_ns,
+                h: r.sha256.to_string(),
+                f: &r.format,
+                o: hex::encode(path_bytes(&r.planned_output)),
+            })
+            .collect();
+        let json = serde_json::to_string(&rows).map_err(|e| self.invalid(e))?;
+        let now = now_text();
+
+        let mut tx = self.begin_write().await?;
+        // `where true` tells the parser the `on conflict` belongs to the insert, not the select.
+        sqlx::query!(
+            "insert into images (sha256, size, format, status, created_at, updated_at)
+             select j.value ->> 'h', j.value ->> 's', j.value ->> 'f', 'new', ?2, ?2
+             from json_each(?1) as j where true
+             on conflict (sha256) do nothing",
+            json,
+            now
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        // Unchanged content (the common case of a rescan): touch no indexed column but
+        // `last_run`, so no index entry moves to a random place.
+        sqlx::query!(
+            "update inputs set size = j.value ->> 's', mtime_ns = j.value ->> 'm', last_run = ?2, last_seen = ?3
+             from json_each(?1) as j join images as i on i.sha256 = j.value ->> 'h'
+             where inputs.path = unhex(j.value ->> 'p') and inputs.image_id = i.id",
+            json,
+            run.0,
+            now
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        // New paths, and paths whose content changed (their old output belongs to the old content).
+        sqlx::query!(
+            "insert into inputs (path, size, mtime_ns, image_id, planned_output, output_path, last_run, last_seen)
+             select unhex(j.value ->> 'p'), j.value ->> 's', j.value ->> 'm', i.id, unhex(j.value ->> 'o'), null, ?2, ?3
+             from json_each(?1) as j join images as i on i.sha256 = j.value ->> 'h' where true
+             on conflict (path) do update set
+                 size = excluded.size,
+                 mtime_ns = excluded.mtime_ns,
+                 image_id = excluded.image_id,
+                 output_path = null,
+                 planned_output = coalesce(inputs.planned_output, excluded.planned_output),
+                 last_run = excluded.last_run,
+                 last_seen = excluded.last_seen
+             where inputs.image_id <> excluded.image_id",
+            json,
+            run.0,
+            now
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        tx.commit().await.map_err(|e| self.db_err(e))
+    }
+
+    /// The input whose planned output is `output`, if any (for collision resolution).
+    pub async fn planned_output_owner(&self, output: &Path) -> Result<Option<PathBuf>> {
+        let output = path_bytes(output);
+        let owner = sqlx::query_scalar!(
+            "select path from inputs where planned_output = ?1 order by path limit 1",
+            output
+        )
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        Ok(owner.map(path_from_bytes))
+    }
+
+    /// Records that `output` was written for the input at `path`.
+    pub async fn set_input_output(&self, path: &Path, output: &Path) -> Result<()> {
+        let (key, output) = (path_bytes(path), path_bytes(output));
+        let done = sqlx::query!(
+            "update inputs set output_path = ?1 where path = ?2",
+            output,
+            key
+        )
+        .execute(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::UnknownInput {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Clears the recorded output of an input (its file turned out missing or wrong).
+    pub async fn clear_input_output(&self, path: &Path) -> Result<()> {
+        let key = path_bytes(path);
+        let done = sqlx::query!("update inputs set output_path = null where path = ?1", key)
+            .execute(&self.write)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::UnknownInput {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,456 @@
+//! Read-only questions: rows by key, counts, the resume set, paged lists, streamed export,
+//! and the consistency check behind `eraser ledger verify`.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
+
+use crate::ledger::{path_bytes, to_u64};
+use crate::rows::{RawImage, RawInput, RawInputState};
+use crate::{
+    ConsistencyReport, CreditsUsed, FailureGroup, ImageRow, ImageStatus, InFlight, InputCounts,
+    InputRow, InputState, Ledger, Result, RunId, RunProgress, Sha256, StatusCounts,
+};
+
+impl Ledger {
+    /// The image with this content, if known.
+    pub async fn image(&self, sha: &Sha256) -> Result<Option<ImageRow>> {
+        let key = sha.to_string();
+        let row = sqlx::query_as!(
+            RawImage,
+            r#"select sha256, size, format, width, height, status, claimed_by, job_id, output_url, output_path,
+                      output_sha256, output_size, attempts, repeat_uploads, error_code, error_message,
+                      retryable as "retryable: bool", credits_states, need_credits, p_credits, s_credits,
+                      created_at as "created_at: DateTime<Utc>", updated_at as "updated_at: DateTime<Utc>"
+               from images where sha256 = ?1"#,
+            key
+        )
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        row.map(|r| self.decode_image(r)).transpose()
+    }
+
+    /// The image the service knows under this job id, if any.
+    pub async fn image_by_job(&self, job_id: &str) -> Result<Option<ImageRow>> {
+        let row = sqlx::query_as!(
+            RawImage,
+            r#"select sha256, size, format, width, height, status, claimed_by, job_id, output_url, output_path,
+                      output_sha256, output_size, attempts, repeat_uploads, error_code, error_message,
+                      retryable as "retryable: bool", credits_states, need_credits, p_credits, s_credits,
+                      created_at as "created_at: DateTime<Utc>", updated_at as "updated_at: DateTime<Utc>"
+               from images where job_id = ?1 order by updated_at desc limit 1"#,
+            job_id
+        )
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        row.map(|r| self.decode_image(r)).transpose()
+    }
+
+    /// The input at this path, if recorded.
+    pub async fn input(&self, path: &Path) -> Result<Option<InputRow>> {
+        let key = path_bytes(path);
+        let row = sqlx::query_as!(
+            RawInput,
+            r#"select p.path, p.size, p.mtime_ns, i.sha256, p.planned_output, p.output_path, p.last_run,
+                      p.last_seen as "last_seen: DateTime<Utc>"
+               from inputs as p join images as i on i.id = p.image_id
+               where p.path = ?1"#,
+            key
+        )
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        row.map(|r| self.decode_input(r)).transpose()
+    }
+
+    /// Every input holding these bytes, by path.
+    pub async fn inputs_of_image(&self, sha: &Sha256) -> Result<Vec<InputRow>> {
+        let key = sha.to_string();
+        let rows = sqlx::query_as!(
+            RawInput,
+            r#"select p.path, p.size, p.mtime_ns, i.sha256, p.planned_output, p.output_path, p.last_run,
+                      p.last_seen as "last_seen: DateTime<Utc>"
+               from images as i join inputs as p on p.image_id = i.id
+               where i.sha256 = ?1
+               order by p.path"#,
+            key
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        rows.into_iter().map(|r| self.decode_input(r)).collect()
+    }
+
+    /// Images by status from the counts table (constant time).
+    pub async fn status_counts(&self) -> Result<StatusCounts> {
+        let rows = sqlx::query!("select status, n from status_counts")
+            .fetch_all(&self.read)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        self.tally(rows.into_iter().map(|r| (r.status, r.n)))
+    }
+
+    /// Inputs in total, and those whose image is done or failed.
+    pub async fn input_counts(&self) -> Result<InputCounts> {
+        let total = sqlx::query_scalar!("select count(*) from inputs")
+            .fetch_one(&self.read)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        // Driven by the status index: one probe of the inputs of each done or failed image.
+        let by_status = sqlx::query!(
+            r#"select i.status, count(*) as "n!: i64"
+               from images as i join inputs as p on p.image_id = i.id
+               where i.status in ('done', 'failed')
+               group by i.status"#
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        let mut counts = InputCounts {
+            total: to_u64(total),
+            ..InputCounts::default()
+        };
+        for row in by_status {
+            match self.decode_status(&row.status)? {
+                ImageStatus::Done => counts.done = to_u64(row.n),
+                ImageStatus::Failed => counts.failed = to_u64(row.n),
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Failed images grouped by error code, largest group first, with one message of each.
+    pub async fn failure_groups(&self) -> Result<Vec<FailureGroup>> {
+        let rows = sqlx::query!(
+            r#"select error_code, coalesce(min(error_message), '') as "message!: String", count(*) as "n!: i64"
+               from images where status = 'failed'
+               group by error_code
+               order by count(*) desc, error_code"#
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| FailureGroup {
+                code: r.error_code,
+                message: r.message,
+                count: to_u64(r.n),
+            })
+            .collect())
+    }
+
+    /// Credits summed over done images.
+    pub async fn credits_used(&self) -> Result<CreditsUsed> {
+        let row = sqlx::query!(
+            r#"select coalesce(sum(p_credits), 0) as "p!: i64", coalesce(sum(s_credits), 0) as "s!: i64",
+                      coalesce(sum(need_credits), 0) as "need!: i64"
+               from images where status = 'done'"#
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        Ok(CreditsUsed {
+            p_credits: row.p,
+            s_credits: row.s,
+            need_credits: row.need,
+        })
+    }
+
+    /// Jobs in `processing`, oldest first, at most `limit`.
+    pub async fn in_flight(&self, limit: u32) -> Result<Vec<InFlight>> {
+        let limit = i64::from(limit);
+        let rows = sqlx::query!(
+            r#"select sha256, job_id as "job_id!", size, updated_at as "updated_at: DateTime<Utc>"
+               from images where status = 'processing' and job_id is not null
+               order by updated_at, sha256 limit ?1"#,
+            limit
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(InFlight {
+                    sha256: self.decode_sha(&r.sha256)?,
+                    job_id: r.job_id,
+                    size: to_u64(r.size),
+                    updated_at: r.updated_at,
+                })
+            })
+            .collect()
+    }
+
+    /// `processing` images with an input seen by `run` (the resume set to poll), oldest first.
+    pub async fn run_in_flight(&self, run: RunId) -> Result<Vec<InFlight>> {
+        let rows = sqlx::query!(
+            r#"select i.sha256, i.job_id as "job_id!", i.size, i.updated_at as "updated_at: DateTime<Utc>"
+               from images as i
+               where i.status = 'processing' and i.job_id is not null
+                 and exists (select 1 from inputs as p indexed by inputs_image
+                             where p.image_id = i.id and p.last_run = ?1)
+               order by i.updated_at, i.sha256"#,
+            run.0
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(InFlight {
+                    sha256: self.decode_sha(&r.sha256)?,
+                    job_id: r.job_id,
+                    size: to_u64(r.size),
+                    updated_at: r.updated_at,
+                })
+            })
+            .collect()
+    }
+
+    /// The run's images (distinct contents among its inputs) by status, and its inputs.
+    pub async fn run_progress(&self, run: RunId) -> Result<RunProgress> {
+        let by_status = sqlx::query!(
+            r#"select status, count(*) as "n!: i64"
+               from images
+               where id in (select image_id from inputs where last_run = ?1)
+               group by status"#,
+            run.0
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        let inputs = sqlx::query!(
+            r#"select count(*) as "all!: i64", count(output_path) as "placed!: i64"
+               from inputs where last_run = ?1"#,
+            run.0
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        let images = self.tally(by_status.into_iter().map(|r| (r.status, r.n)))?;
+        Ok(RunProgress {
+            images,
+            inputs: to_u64(inputs.all),
+            inputs_placed: to_u64(inputs.placed),
+        })
+    }
+
+    /// Inputs seen by `run` whose image is `done` and whose output is not recorded, paged by path.
+    pub async fn run_unplaced(
+        &self,
+        run: RunId,
+        after: Option<&Path>,
+        limit: u32,
+    ) -> Result<Vec<InputState>> {
+        let after = after.map(path_bytes).unwrap_or_default();
+        let limit = i64::from(limit);
+        let rows = sqlx::query_as!(
+            RawInputState,
+            r#"select p.path, p.size, p.mtime_ns, i.sha256, p.planned_output, p.output_path, p.last_run,
+                      p.last_seen as "last_seen: DateTime<Utc>", i.status,
+                      i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
+                      i.output_url, i.error_code, i.error_message
+               from inputs as p join images as i on i.id = p.image_id
+               where p.last_run = ?1 and p.path > ?2 and p.output_path is null and i.status = 'done'
+               order by p.path
+               limit ?3"#,
+            run.0,
+            after,
+            limit
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        rows.into_iter()
+            .map(|r| self.decode_input_state(r))
+            .collect()
+    }
+
+    /// Inputs seen by `run` with their image state, paged by path (for the final report).
+    pub async fn run_inputs(
+        &self,
+        run: RunId,
+        after: Option<&Path>,
+        limit: u32,
+    ) -> Result<Vec<InputState>> {
+        let after = after.map(path_bytes).unwrap_or_default();
+        let limit = i64::from(limit);
+        let rows = sqlx::query_as!(
+            RawInputState,
+            r#"select p.path, p.size, p.mtime_ns, i.sha256, p.planned_output, p.output_path, p.last_run,
+                      p.last_seen as "last_seen: DateTime<Utc>", i.status,
+                      i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
+                      i.output_url, i.error_code, i.error_message
+               from inputs as p join images as i on i.id = p.image_id
+               where p.last_run = ?1 and p.path > ?2
+               order by p.path
+               limit ?3"#,
+            run.0,
+            after,
+            limit
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        rows.into_iter()
+            .map(|r| self.decode_input_state(r))
+            .collect()
+    }
+
+    /// Images, optionally of one status, paged by sha256.
+    pub async fn list_images(
+        &self,
+        status: Option<ImageStatus>,
+        after: Option<&Sha256>,
+        limit: u32,
+    ) -> Result<Vec<ImageRow>> {
+        // The empty string sorts before every sha256.
+        let after = after.map(Sha256::to_string).unwrap_or_default();
+        let limit = i64::from(limit);
+        let rows = match status {
+            // Few rows: the partial index holds exactly them, in sha256 order.
+            Some(status @ (ImageStatus::Uploading | ImageStatus::Processing | ImageStatus::Failed)) => {
+                let status = status.as_str();
+                sqlx::query_as!(
+                    RawImage,
+                    r#"select sha256, size, format, width, height, status, claimed_by, job_id, output_url,
+                              output_path, output_sha256, output_size, attempts, repeat_uploads, error_code,
+                              error_message, retryable as "retryable: bool", credits_states, need_credits,
+                              p_credits, s_credits, created_at as "created_at: DateTime<Utc>",
+                              updated_at as "updated_at: DateTime<Utc>"
+                       from images
+                       where status = ?1 and status in ('uploading', 'processing', 'failed') and sha256 > ?2
+                       order by sha256 limit ?3"#,
+                    status,
+                    after,
+                    limit
+                )
+                .fetch_all(&self.read)
+                .await
+            }
+            // Usually most rows: walk the sha256 index and filter (`+status` keeps the planner
+            // from sorting every row of the status instead).
+            Some(status @ (ImageStatus::New | ImageStatus::Done)) => {
+                let status = status.as_str();
+                sqlx::query_as!(
+                    RawImage,
+                    r#"select sha256, size, format, width, height, status, claimed_by, job_id, output_url,
+                              output_path, output_sha256, output_size, attempts, repeat_uploads, error_code,
+                              error_message, retryable as "retryable: bool", credits_states, need_credits,
+                              p_credits, s_credits, created_at as "created_at: DateTime<Utc>",
+                              updated_at as "updated_at: DateTime<Utc>"
+                       from images where +status = ?1 and sha256 > ?2 order by sha256 limit ?3"#,
+                    status,
+                    after,
+                    limit
+                )
+                .fetch_all(&self.read)
+                .await
+            }
+            None => {
+                sqlx::query_as!(
+                    RawImage,
+                    r#"select sha256, size, format, width, height, status, claimed_by, job_id, output_url,
+                              output_path, output_sha256, output_size, attempts, repeat_uploads, error_code,
+                              error_message, retryable as "retryable: bool", credits_states, need_credits,
+                              p_credits, s_credits, created_at as "created_at: DateTime<Utc>",
+                              updated_at as "updated_at: DateTime<Utc>"
+                       from images where sha256 > ?1 order by sha256 limit ?2"#,
+                    after,
+                    limit
+                )
+                .fetch_all(&self.read)
+                .await
+            }
+        }
+        .map_err(|e| self.db_err(e))?;
+        rows.into_iter().map(|r| self.decode_image(r)).collect()
+    }
+
+    /// Every input with its image state, by path, streamed from one cursor (for export).
+    pub fn export_inputs(&self) -> BoxStream<'_, Result<InputState>> {
+        sqlx::query_as!(
+            RawInputState,
+            r#"select p.path, p.size, p.mtime_ns, i.sha256, p.planned_output, p.output_path, p.last_run,
+                      p.last_seen as "last_seen: DateTime<Utc>", i.status,
+                      i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
+                      i.output_url, i.error_code, i.error_message
+               from inputs as p join images as i on i.id = p.image_id
+               order by p.path"#
+        )
+        .fetch(&self.read)
+        .map(|row| row.map_err(|e| self.db_err(e)).and_then(|r| self.decode_input_state(r)))
+        .boxed()
+    }
+
+    /// Every image, by sha256, streamed from one cursor (for export and verify).
+    pub fn export_images(&self) -> BoxStream<'_, Result<ImageRow>> {
+        sqlx::query_as!(
+            RawImage,
+            r#"select sha256, size, format, width, height, status, claimed_by, job_id, output_url, output_path,
+                      output_sha256, output_size, attempts, repeat_uploads, error_code, error_message,
+                      retryable as "retryable: bool", credits_states, need_credits, p_credits, s_credits,
+                      created_at as "created_at: DateTime<Utc>", updated_at as "updated_at: DateTime<Utc>"
+               from images order by sha256"#
+        )
+        .fetch(&self.read)
+        .map(|row| row.map_err(|e| self.db_err(e)).and_then(|r| self.decode_image(r)))
+        .boxed()
+    }
+
+    /// Checks the file and the invariants the schema cannot enforce alone: SQLite's integrity
+    /// check, dangling references, and the counts table against a full recount. Reads every
+    /// page: slow on big ledgers, meant for tests and `eraser ledger verify`.
+    pub async fn check_consistency(&self) -> Result<ConsistencyReport> {
+        // One read transaction: the counts table and the recount come from the same snapshot.
+        let mut tx = self.read.begin().await.map_err(|e| self.db_err(e))?;
+        // Pragmas are not statements the query macros can check; their shapes are fixed.
+        let integrity = sqlx::query_scalar::<_, String>("pragma integrity_check")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        let violations = sqlx::query("pragma foreign_key_check")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?
+            .len();
+        let table = sqlx::query!("select status, n from status_counts")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        let recounted =
+            sqlx::query!(r#"select status, count(*) as "n!: i64" from images group by status"#)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.db_err(e))?;
+        tx.rollback().await.map_err(|e| self.db_err(e))?;
+        Ok(ConsistencyReport {
+            integrity,
+            foreign_key_violations: u64::try_from(violations).unwrap_or(u64::MAX),
+            counts_table: self.tally(table.into_iter().map(|r| (r.status, r.n)))?,
+            recount: self.tally(recounted.into_iter().map(|r| (r.status, r.n)))?,
+        })
+    }
+
+    /// Sums (status, count) rows into [`StatusCounts`].
+    fn tally(&self, rows: impl IntoIterator<Item = (String, i64)>) -> Result<StatusCounts> {
+        let mut counts = StatusCounts::default();
+        for (status, n) in rows {
+            let n = to_u64(n);
+            counts.total += n;
+            match self.decode_status(&status)? {
+                ImageStatus::New => counts.new += n,
+                ImageStatus::Uploading => counts.uploading += n,
+                ImageStatus::Processing => counts.processing += n,
+                ImageStatus::Done => counts.done += n,
+                ImageStatus::Failed => counts.failed += n,
+            }
+        }
+        Ok(counts)
+    }
+}

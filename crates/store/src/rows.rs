@@ -1,0 +1,162 @@
+//! Rows as SQLite returns them (plain integers, text and blobs) and their checked conversion
+//! into the public row types. A value that does not decode is [`crate::Error::InvalidData`].
+
+use chrono::{DateTime, Utc};
+
+use crate::ledger::{path_from_bytes, to_u64};
+use crate::{
+    ImageRow, ImageStatus, InputRow, InputState, KnownInput, Ledger, Result, RunId, Sha256,
+};
+
+/// An `images` row (every column but the raw response).
+pub(crate) struct RawImage {
+    pub sha256: String,
+    pub size: i64,
+    pub format: String,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub status: String,
+    pub claimed_by: Option<i64>,
+    pub job_id: Option<String>,
+    pub output_url: Option<String>,
+    pub output_path: Option<Vec<u8>>,
+    pub output_sha256: Option<String>,
+    pub output_size: Option<i64>,
+    pub attempts: i64,
+    pub repeat_uploads: i64,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    pub retryable: Option<bool>,
+    pub credits_states: Option<i64>,
+    pub need_credits: Option<i64>,
+    pub p_credits: Option<i64>,
+    pub s_credits: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An `inputs` row.
+pub(crate) struct RawInput {
+    pub path: Vec<u8>,
+    pub size: i64,
+    pub mtime_ns: i64,
+    pub sha256: String,
+    pub planned_output: Option<Vec<u8>>,
+    pub output_path: Option<Vec<u8>>,
+    pub last_run: Option<i64>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// An `inputs` row joined with the state of its image.
+pub(crate) struct RawInputState {
+    pub path: Vec<u8>,
+    pub size: i64,
+    pub mtime_ns: i64,
+    pub sha256: String,
+    pub planned_output: Option<Vec<u8>>,
+    pub output_path: Option<Vec<u8>>,
+    pub last_run: Option<i64>,
+    pub last_seen: DateTime<Utc>,
+    pub status: String,
+    pub image_output_path: Option<Vec<u8>>,
+    pub image_output_sha256: Option<String>,
+    pub output_url: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+}
+
+impl Ledger {
+    pub(crate) fn decode_sha(&self, text: &str) -> Result<Sha256> {
+        text.parse()
+            .map_err(|e| self.invalid(format!("sha256 {text:?}: {e}")))
+    }
+
+    pub(crate) fn decode_opt_sha(&self, text: Option<String>) -> Result<Option<Sha256>> {
+        text.map(|t| self.decode_sha(&t)).transpose()
+    }
+
+    pub(crate) fn decode_status(&self, text: &str) -> Result<ImageStatus> {
+        text.parse().map_err(|e: String| self.invalid(e))
+    }
+
+    pub(crate) fn decode_image(&self, r: RawImage) -> Result<ImageRow> {
+        Ok(ImageRow {
+            sha256: self.decode_sha(&r.sha256)?,
+            size: to_u64(r.size),
+            format: r.format,
+            width: r.width.and_then(|w| u32::try_from(w).ok()),
+            height: r.height.and_then(|h| u32::try_from(h).ok()),
+            status: self.decode_status(&r.status)?,
+            job_id: r.job_id,
+            output_url: r.output_url,
+            output_path: r.output_path.map(path_from_bytes),
+            output_sha256: self.decode_opt_sha(r.output_sha256)?,
+            output_size: r.output_size.map(to_u64),
+            attempts: to_u32(r.attempts),
+            repeat_uploads: to_u32(r.repeat_uploads),
+            error_code: r.error_code,
+            error_message: r.error_message,
+            retryable: r.retryable,
+            credits_states: r.credits_states,
+            need_credits: r.need_credits,
+            p_credits: r.p_credits,
+            s_credits: r.s_credits,
+            claimed_by: r.claimed_by.map(RunId),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+
+    pub(crate) fn decode_input(&self, r: RawInput) -> Result<InputRow> {
+        Ok(InputRow {
+            path: path_from_bytes(r.path),
+            size: to_u64(r.size),
+            mtime_ns: r.mtime_ns,
+            sha256: self.decode_sha(&r.sha256)?,
+            planned_output: r.planned_output.map(path_from_bytes),
+            output_path: r.output_path.map(path_from_bytes),
+            last_run: r.last_run.map(RunId),
+            last_seen: r.last_seen,
+        })
+    }
+
+    pub(crate) fn decode_input_state(&self, r: RawInputState) -> Result<InputState> {
+        let input = RawInput {
+            path: r.path,
+            size: r.size,
+            mtime_ns: r.mtime_ns,
+            sha256: r.sha256,
+            planned_output: r.planned_output,
+            output_path: r.output_path,
+            last_run: r.last_run,
+            last_seen: r.last_seen,
+        };
+        Ok(InputState {
+            input: self.decode_input(input)?,
+            status: self.decode_status(&r.status)?,
+            image_output_path: r.image_output_path.map(path_from_bytes),
+            image_output_sha256: self.decode_opt_sha(r.image_output_sha256)?,
+            output_url: r.output_url,
+            error_code: r.error_code,
+            error_message: r.error_message,
+        })
+    }
+
+    pub(crate) fn decode_known(
+        &self,
+        size: i64,
+        mtime_ns: i64,
+        sha256: &str,
+    ) -> Result<KnownInput> {
+        Ok(KnownInput {
+            size: to_u64(size),
+            mtime_ns,
+            sha256: self.decode_sha(sha256)?,
+        })
+    }
+}
+
+/// Counters saturate instead of wrapping.
+pub(crate) fn to_u32(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(if v < 0 { 0 } else { u32::MAX })
+}

@@ -1,0 +1,298 @@
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use eraser_store::{Error, ErrorKind, ImageStatus, KnownInput};
+use futures_util::TryStreamExt;
+
+use crate::support::{fresh, input, sha};
+
+fn awkward_paths() -> Vec<PathBuf> {
+    vec![
+        PathBuf::from("/in/with spaces/holiday photo.jpg"),
+        PathBuf::from("/in/ünïcödé/東京 タワー.png"),
+        PathBuf::from(OsStr::from_bytes(b"/in/latin1-\xe9t\xe9/\xff\xfe raw.webp")),
+    ]
+}
+
+#[tokio::test]
+async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("test").await.unwrap();
+    let paths = awkward_paths();
+    let batch: Vec<_> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| input(p.clone(), i as u64))
+        .collect();
+
+    t.ledger.record_inputs(run, &batch).await.unwrap();
+
+    for (record, path) in batch.iter().zip(&paths) {
+        let row = t.ledger.input(path).await.unwrap().expect("recorded input");
+        assert_eq!(&row.path, path);
+        assert_eq!(row.planned_output.as_ref(), Some(&record.planned_output));
+        t.ledger
+            .set_input_output(path, &record.planned_output)
+            .await
+            .unwrap();
+        assert_eq!(
+            t.ledger
+                .input(path)
+                .await
+                .unwrap()
+                .unwrap()
+                .output_path
+                .as_ref(),
+            Some(&record.planned_output)
+        );
+    }
+    let known = t.ledger.lookup_inputs(&paths).await.unwrap();
+    assert!(known.iter().all(Option::is_some));
+    let listed: Vec<_> = t
+        .ledger
+        .run_inputs(run, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.input.path)
+        .collect();
+    let mut sorted = paths.clone();
+    sorted.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    assert_eq!(listed, sorted);
+    let exported: Vec<_> = t
+        .ledger
+        .export_inputs()
+        .map_ok(|s| s.input.path)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(exported, sorted);
+    let mut claimed: Vec<_> = t
+        .ledger
+        .claim_for_upload(run, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.source_path)
+        .collect();
+    claimed.sort();
+    let mut expected = paths.clone();
+    expected.sort();
+    assert_eq!(claimed, expected);
+}
+
+#[tokio::test]
+async fn lookup_answers_in_order_with_none_for_unknown_paths() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("test").await.unwrap();
+    t.ledger
+        .record_inputs(run, &[input("/in/a.jpg", 1), input("/in/b.jpg", 2)])
+        .await
+        .unwrap();
+    let ask = [
+        PathBuf::from("/in/b.jpg"),
+        PathBuf::from("/in/missing.jpg"),
+        PathBuf::from("/in/a.jpg"),
+        PathBuf::from("/in/b.jpg"),
+    ];
+
+    let known = t.ledger.lookup_inputs(&ask).await.unwrap();
+
+    let b = Some(KnownInput {
+        size: 1002,
+        mtime_ns: 1_700_000_000_000_000_000,
+        sha256: sha(2),
+    });
+    let a = Some(KnownInput {
+        size: 1001,
+        mtime_ns: 1_700_000_000_000_000_000,
+        sha256: sha(1),
+    });
+    assert_eq!(known, vec![b.clone(), None, a, b]);
+    assert!(t.ledger.lookup_inputs(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn inputs_with_the_same_content_share_one_image() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("test").await.unwrap();
+
+    t.ledger
+        .record_inputs(run, &[input("/in/a.jpg", 5), input("/in/copy of a.jpg", 5)])
+        .await
+        .unwrap();
+
+    assert_eq!(t.ledger.status_counts().await.unwrap().total, 1);
+    let inputs = t.ledger.inputs_of_image(&sha(5)).await.unwrap();
+    let paths: Vec<_> = inputs.iter().map(|i| i.path.to_str().unwrap()).collect();
+    assert_eq!(paths, ["/in/a.jpg", "/in/copy of a.jpg"]);
+}
+
+#[tokio::test]
+async fn a_rescan_keeps_the_planned_output_recorded_first_and_moves_last_run() {
+    let t = fresh().await;
+    let first = t.ledger.begin_run("first").await.unwrap();
+    t.ledger
+        .record_inputs(first, &[input("/in/a.jpg", 1)])
+        .await
+        .unwrap();
+    let second = t.ledger.begin_run("second").await.unwrap();
+    let mut again = input("/in/a.jpg", 1);
+    again.planned_output = PathBuf::from("/elsewhere/a.jpg");
+
+    t.ledger.record_inputs(second, &[again]).await.unwrap();
+
+    let row = t
+        .ledger
+        .input(Path::new("/in/a.jpg"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.planned_output.as_deref(),
+        Some(Path::new("/out/in/a.jpg"))
+    );
+    assert_eq!(row.last_run, Some(second));
+}
+
+#[tokio::test]
+async fn an_unchanged_file_keeps_its_output_path() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("test").await.unwrap();
+    t.ledger
+        .record_inputs(run, &[input("/in/a.jpg", 1)])
+        .await
+        .unwrap();
+    t.ledger
+        .set_input_output(Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
+        .await
+        .unwrap();
+
+    t.ledger
+        .record_inputs(run, &[input("/in/a.jpg", 1)])
+        .await
+        .unwrap();
+
+    let row = t
+        .ledger
+        .input(Path::new("/in/a.jpg"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.output_path.as_deref(), Some(Path::new("/out/in/a.jpg")));
+}
+
+#[tokio::test]
+async fn an_edited_file_points_at_its_new_content_and_loses_its_output_but_not_its_plan() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("test").await.unwrap();
+    t.ledger
+        .record_inputs(run, &[input("/in/a.jpg", 1)])
+        .await
+        .unwrap();
+    t.ledger
+        .set_input_output(Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
+        .await
+        .unwrap();
+    let mut edited = input("/in/a.jpg", 2);
+    edited.mtime_ns += 1;
+
+    t.ledger.record_inputs(run, &[edited]).await.unwrap();
+
+    let row = t
+        .ledger
+        .input(Path::new("/in/a.jpg"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.sha256, row.size, row.output_path),
+        (sha(2), 1002, None)
+    );
+    assert_eq!(
+        row.planned_output.as_deref(),
+        Some(Path::new("/out/in/a.jpg"))
+    );
+    assert_eq!(
+        t.ledger.image(&sha(2)).await.unwrap().unwrap().status,
+        ImageStatus::New
+    );
+}
+
+#[tokio::test]
+async fn planned_output_owner_names_the_input_that_planned_it() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("test").await.unwrap();
+    t.ledger
+        .record_inputs(run, &[input("/in/a.jpg", 1)])
+        .await
+        .unwrap();
+
+    let owner = t
+        .ledger
+        .planned_output_owner(Path::new("/out/in/a.jpg"))
+        .await
+        .unwrap();
+    let nobody = t
+        .ledger
+        .planned_output_owner(Path::new("/out/in/b.jpg"))
+        .await
+        .unwrap();
+
+    assert_eq!(owner.as_deref(), Some(Path::new("/in/a.jpg")));
+    assert_eq!(nobody, None);
+}
+
+#[tokio::test]
+async fn clear_input_output_forgets_the_written_output() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("test").await.unwrap();
+    t.ledger
+        .record_inputs(run, &[input("/in/a.jpg", 1)])
+        .await
+        .unwrap();
+    t.ledger
+        .set_input_output(Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
+        .await
+        .unwrap();
+
+    t.ledger
+        .clear_input_output(Path::new("/in/a.jpg"))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        t.ledger
+            .input(Path::new("/in/a.jpg"))
+            .await
+            .unwrap()
+            .unwrap()
+            .output_path,
+        None
+    );
+}
+
+#[tokio::test]
+async fn setting_the_output_of_an_unknown_input_is_refused() {
+    let t = fresh().await;
+
+    let err = t
+        .ledger
+        .set_input_output(Path::new("/in/ghost.jpg"), Path::new("/out/x.jpg"))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, Error::UnknownInput { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Bug);
+}
+
+#[tokio::test]
+async fn an_empty_batch_records_nothing() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("test").await.unwrap();
+
+    t.ledger.record_inputs(run, &[]).await.unwrap();
+
+    assert_eq!(t.ledger.input_counts().await.unwrap().total, 0);
+}

@@ -1,0 +1,25 @@
+//! Ledger behaviour, each test on a real ledger file in its own temp folder.
+//!
+//! One test binary (one link) with a module per theme. Tests that need a second process run
+//! this same binary again in child mode (see `child`).
+
+/// Shared fixtures: temp ledgers, deterministic hashes and inputs, raw SQL access, children.
+mod support;
+
+/// The entry point a child process runs (does nothing in a normal test run).
+mod child;
+
+/// Two pools and two processes sharing one ledger.
+mod concurrency;
+/// A process killed in the middle of batched writes.
+mod crash;
+/// Recording inputs: round-trips, planned outputs, changed files, lookups.
+mod inputs;
+/// Opening: creation, migrations, refusals that leave the file untouched, serial, busy.
+mod open;
+/// Counts, lists, the resume set, export.
+mod queries;
+/// The run registry and `recover` within one process.
+mod recover;
+/// Every transition, and every refusal from a wrong status.
+mod transitions;

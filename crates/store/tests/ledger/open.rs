@@ -1,0 +1,255 @@
+use std::time::Duration;
+
+use eraser_store::{Error, ErrorKind, Ledger, MIGRATOR, OpenOptions};
+use sqlx::ConnectOptions;
+use sqlx::migrate::Migrate;
+
+use crate::support::{close, fresh, image_in, sql};
+
+#[tokio::test]
+async fn open_creates_missing_folders_and_applies_every_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/ledger.db");
+
+    Ledger::open(&path).await.unwrap();
+
+    let mut conn = sql(&path).await;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    assert_eq!(applied, known);
+    let tables: Vec<String> =
+        sqlx::query_scalar("select name from sqlite_master where type = 'table' order by name")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    for table in ["images", "inputs", "meta", "runs", "status_counts"] {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "missing table {table} in {tables:?}"
+        );
+    }
+    close(conn).await;
+}
+
+#[tokio::test]
+async fn the_ledger_file_is_in_wal_mode() {
+    let t = fresh().await;
+    let mut conn = sql(&t.path).await;
+    let mode: String = sqlx::query_scalar("pragma journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    close(conn).await;
+}
+
+#[tokio::test]
+async fn meta_records_the_schema_version() {
+    let t = fresh().await;
+    let mut conn = sql(&t.path).await;
+    let version: String = sqlx::query_scalar("select value from meta where key = 'schema_version'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(version, MIGRATOR.iter().count().to_string());
+    close(conn).await;
+}
+
+#[tokio::test]
+async fn reopening_keeps_the_data() {
+    let t = fresh().await;
+    let sha = image_in(&t.ledger, 1, eraser_store::ImageStatus::Done).await;
+    t.ledger.close().await;
+
+    let again = Ledger::open_existing(&t.path).await.unwrap();
+
+    assert_eq!(
+        again.image(&sha).await.unwrap().unwrap().status,
+        eraser_store::ImageStatus::Done
+    );
+}
+
+#[tokio::test]
+async fn an_older_ledger_is_migrated_and_its_counts_seeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    conn.ensure_migrations_table().await.unwrap();
+    conn.apply(MIGRATOR.iter().next().unwrap()).await.unwrap();
+    sqlx::query(
+        "insert into images (sha256, size, format, status, created_at, updated_at)
+         values (?1, 1, 'jpeg', 'new', '2024-01-01T00:00:00.000000Z', '2024-01-01T00:00:00.000000Z')",
+    )
+    .bind("ab".repeat(32))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    close(conn).await;
+
+    let ledger = Ledger::open(&path).await.unwrap();
+
+    let counts = ledger.status_counts().await.unwrap();
+    assert_eq!((counts.total, counts.new), (1, 1));
+    assert!(ledger.check_consistency().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn open_existing_refuses_a_missing_file_without_creating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope/ledger.db");
+
+    let err = Ledger::open_existing(&path).await.unwrap_err();
+
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Stop);
+    assert!(err.to_string().contains(&path.display().to_string()));
+    assert!(!path.exists());
+    assert!(!path.parent().unwrap().exists());
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_and_the_file_left_byte_identical() {
+    let t = fresh().await;
+    let mut conn = sql(&t.path).await;
+    sqlx::query(
+        "insert into _sqlx_migrations (version, description, success, checksum, execution_time)
+         values (99990101000000, 'from the future', true, x'00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    close(conn).await;
+    t.ledger.close().await;
+    let before = std::fs::read(&t.path).unwrap();
+
+    let err = Ledger::open(&t.path).await.unwrap_err();
+
+    assert!(
+        matches!(
+            err,
+            Error::NewerSchema {
+                found: 99990101000000,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Stop);
+    assert!(err.to_string().contains(&t.path.display().to_string()));
+    assert_eq!(std::fs::read(&t.path).unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_refused_and_left_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let garbage: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&path, &garbage).unwrap();
+
+    let err = Ledger::open(&path).await.unwrap_err();
+
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Stop);
+    assert!(err.to_string().contains(&path.display().to_string()));
+    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+}
+
+#[tokio::test]
+async fn a_sqlite_database_that_is_not_a_ledger_is_refused_and_left_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("create table photos (name text)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    close(conn).await;
+    let before = std::fs::read(&path).unwrap();
+
+    let err = Ledger::open(&path).await.unwrap_err();
+
+    assert!(matches!(err, Error::NotALedger { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_folder_at_the_ledger_path_cannot_be_opened() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let err = Ledger::open(dir.path()).await.unwrap_err();
+
+    assert!(matches!(err, Error::CannotOpen { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Stop);
+}
+
+#[tokio::test]
+async fn the_product_serial_is_a_uuid_v4_generated_once_and_stable_across_reopen() {
+    let t = fresh().await;
+    let first = t.ledger.product_serial().await.unwrap();
+    assert_eq!(t.ledger.product_serial().await.unwrap(), first);
+    let uuid = uuid::Uuid::parse_str(&first).unwrap();
+    assert_eq!(uuid.get_version_num(), 4);
+    t.ledger.close().await;
+
+    let again = Ledger::open(&t.path).await.unwrap();
+
+    assert_eq!(again.product_serial().await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn concurrent_opens_of_a_fresh_file_agree_on_one_product_serial() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+
+    let opens = (0..4).map(|_| {
+        let path = path.clone();
+        tokio::spawn(async move {
+            let ledger = Ledger::open(&path).await.unwrap();
+            ledger.product_serial().await.unwrap()
+        })
+    });
+    let serials: Vec<String> = futures_util::future::try_join_all(opens).await.unwrap();
+
+    assert!(serials.iter().all(|s| *s == serials[0]), "{serials:?}");
+}
+
+#[tokio::test]
+async fn a_lock_held_past_the_busy_timeout_is_a_retryable_busy_error_naming_the_file() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("test").await.unwrap();
+    let impatient = OpenOptions::new()
+        .busy_timeout(Duration::from_millis(100))
+        .open(&t.path)
+        .await
+        .unwrap();
+    let mut holder = sql(&t.path).await;
+    sqlx::query("begin immediate")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let err = impatient.heartbeat(run).await.unwrap_err();
+
+    assert!(matches!(err, Error::Busy { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains(&t.path.display().to_string()));
+    sqlx::query("rollback").execute(&mut holder).await.unwrap();
+    impatient.heartbeat(run).await.unwrap();
+    close(holder).await;
+}

@@ -1,0 +1,349 @@
+use std::path::Path;
+
+use eraser_store::{ImageStatus, InputCounts, RunProgress, StatusCounts};
+use futures_util::TryStreamExt;
+
+use crate::support::{done_record, failure, fresh, image_in, input, record};
+
+#[tokio::test]
+async fn status_counts_equal_a_recount_after_a_mix_of_transitions() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    let run = l.begin_run("test").await.unwrap();
+    let shas = record(l, run, 0, 40).await;
+    let claims = l.claim_for_upload(run, 30).await.unwrap();
+    for (i, c) in claims.iter().enumerate() {
+        match i % 6 {
+            0 => l.release_claim(&c.sha256).await.unwrap(),
+            1 => l.mark_failed(&c.sha256, &failure(1)).await.unwrap(),
+            2 => l
+                .mark_processing(&c.sha256, &format!("job-{i}"))
+                .await
+                .unwrap(),
+            3 => {
+                l.mark_processing(&c.sha256, &format!("job-{i}"))
+                    .await
+                    .unwrap();
+                l.mark_done(&c.sha256, &done_record(1)).await.unwrap();
+            }
+            _ => {}
+        }
+    }
+    l.requeue(Some(&shas[..3])).await.unwrap();
+
+    let report = l.check_consistency().await.unwrap();
+
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.counts_table.total, 40);
+    assert_eq!(l.status_counts().await.unwrap(), report.recount);
+}
+
+#[tokio::test]
+async fn run_progress_counts_the_runs_distinct_images_by_status_and_its_placed_inputs() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    let other = l.begin_run("other").await.unwrap();
+    l.record_inputs(other, &[input("/in/other.jpg", 9)])
+        .await
+        .unwrap();
+    let run = l.begin_run("test").await.unwrap();
+    l.record_inputs(
+        run,
+        &[
+            input("/in/a.jpg", 1),
+            input("/in/a copy.jpg", 1),
+            input("/in/b.jpg", 2),
+        ],
+    )
+    .await
+    .unwrap();
+    let claims = l.claim_for_upload(run, 1).await.unwrap();
+    l.mark_processing(&claims[0].sha256, "j").await.unwrap();
+    l.mark_done(&claims[0].sha256, &done_record(1))
+        .await
+        .unwrap();
+    let placed = l.run_unplaced(run, None, 10).await.unwrap();
+    l.set_input_output(&placed[0].input.path, Path::new("/out/x.jpg"))
+        .await
+        .unwrap();
+
+    let progress = l.run_progress(run).await.unwrap();
+
+    let images = StatusCounts {
+        total: 2,
+        new: 1,
+        done: 1,
+        ..StatusCounts::default()
+    };
+    assert_eq!(
+        progress,
+        RunProgress {
+            images,
+            inputs: 3,
+            inputs_placed: 1
+        }
+    );
+}
+
+#[tokio::test]
+async fn run_unplaced_pages_the_runs_done_inputs_without_an_output_by_path() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    let run = l.begin_run("test").await.unwrap();
+    let batch: Vec<_> = ["/in/c.jpg", "/in/a.jpg", "/in/b.jpg", "/in/d.jpg"]
+        .iter()
+        .map(|p| input(*p, 1))
+        .collect();
+    l.record_inputs(run, &batch).await.unwrap();
+    l.record_inputs(run, &[input("/in/e-pending.jpg", 2)])
+        .await
+        .unwrap();
+    let claims = l.claim_for_upload(run, 10).await.unwrap();
+    let one = claims
+        .iter()
+        .find(|c| c.sha256 == crate::support::sha(1))
+        .unwrap();
+    l.mark_processing(&one.sha256, "j").await.unwrap();
+    l.mark_done(&one.sha256, &done_record(1)).await.unwrap();
+    l.set_input_output(Path::new("/in/b.jpg"), Path::new("/out/b.jpg"))
+        .await
+        .unwrap();
+
+    let page1 = l.run_unplaced(run, None, 2).await.unwrap();
+    let page2 = l
+        .run_unplaced(run, Some(&page1[1].input.path), 2)
+        .await
+        .unwrap();
+
+    let names = |page: &[eraser_store::InputState]| {
+        page.iter()
+            .map(|s| s.input.path.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&page1),
+        [Path::new("/in/a.jpg"), Path::new("/in/c.jpg")]
+    );
+    assert_eq!(names(&page2), [Path::new("/in/d.jpg")]);
+    assert_eq!(page1[0].status, ImageStatus::Done);
+    assert_eq!(
+        page1[0].image_output_path.as_deref(),
+        Some(done_record(1).output_path.as_path())
+    );
+}
+
+#[tokio::test]
+async fn run_inputs_pages_every_input_of_the_run_with_its_image_state() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    let other = l.begin_run("other").await.unwrap();
+    l.record_inputs(other, &[input("/in/0-other.jpg", 9)])
+        .await
+        .unwrap();
+    let run = l.begin_run("test").await.unwrap();
+    record(l, run, 0, 5).await;
+    let failed = l.claim_for_upload(run, 1).await.unwrap();
+    l.mark_failed(&failed[0].sha256, &failure(7)).await.unwrap();
+
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = l.run_inputs(run, after.as_deref(), 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.input.path.clone());
+        all.extend(page);
+    }
+
+    assert_eq!(all.len(), 5);
+    assert!(all.windows(2).all(|w| w[0].input.path < w[1].input.path));
+    let failed_row = all
+        .iter()
+        .find(|s| s.input.sha256 == failed[0].sha256)
+        .unwrap();
+    assert_eq!(
+        (failed_row.status, failed_row.error_code),
+        (ImageStatus::Failed, Some(7))
+    );
+}
+
+#[tokio::test]
+async fn input_counts_count_inputs_by_their_images_outcome() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    let run = l.begin_run("test").await.unwrap();
+    l.record_inputs(
+        run,
+        &[
+            input("/in/a.jpg", 1),
+            input("/in/a2.jpg", 1),
+            input("/in/b.jpg", 2),
+            input("/in/c.jpg", 3),
+        ],
+    )
+    .await
+    .unwrap();
+    for c in l.claim_for_upload(run, 10).await.unwrap() {
+        if c.sha256 == crate::support::sha(1) {
+            l.mark_processing(&c.sha256, "j").await.unwrap();
+            l.mark_done(&c.sha256, &done_record(1)).await.unwrap();
+        } else if c.sha256 == crate::support::sha(2) {
+            l.mark_failed(&c.sha256, &failure(3)).await.unwrap();
+        }
+    }
+
+    assert_eq!(
+        l.input_counts().await.unwrap(),
+        InputCounts {
+            total: 4,
+            done: 2,
+            failed: 1
+        }
+    );
+}
+
+#[tokio::test]
+async fn failure_groups_group_failed_images_by_code_largest_first() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    let run = l.begin_run("test").await.unwrap();
+    record(l, run, 0, 4).await;
+    let claims = l.claim_for_upload(run, 4).await.unwrap();
+    for (c, code) in claims.iter().zip([429, 500, 429, 429]) {
+        l.mark_failed(&c.sha256, &failure(code)).await.unwrap();
+    }
+
+    let groups = l.failure_groups().await.unwrap();
+
+    let got: Vec<_> = groups
+        .iter()
+        .map(|g| (g.code, g.count, g.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some(429), 3, "service said 429"),
+            (Some(500), 1, "service said 500")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn credits_used_sum_the_done_images() {
+    let t = fresh().await;
+    image_in(&t.ledger, 1, ImageStatus::Done).await;
+    image_in(&t.ledger, 2, ImageStatus::Done).await;
+    image_in(&t.ledger, 3, ImageStatus::Processing).await;
+
+    let credits = t.ledger.credits_used().await.unwrap();
+
+    assert_eq!(
+        (credits.p_credits, credits.s_credits, credits.need_credits),
+        (2, 6, 0)
+    );
+}
+
+#[tokio::test]
+async fn in_flight_lists_processing_jobs_oldest_first_up_to_the_limit() {
+    let t = fresh().await;
+    let first = image_in(&t.ledger, 1, ImageStatus::Processing).await;
+    let second = image_in(&t.ledger, 2, ImageStatus::Processing).await;
+    image_in(&t.ledger, 3, ImageStatus::Processing).await;
+    image_in(&t.ledger, 4, ImageStatus::Uploading).await;
+
+    let jobs = t.ledger.in_flight(2).await.unwrap();
+
+    let got: Vec<_> = jobs.iter().map(|j| (j.sha256, j.job_id.as_str())).collect();
+    assert_eq!(got, [(first, "job-1"), (second, "job-2")]);
+}
+
+#[tokio::test]
+async fn run_in_flight_lists_only_the_runs_processing_images() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    image_in(l, 1, ImageStatus::Processing).await;
+    let run = l.begin_run("test").await.unwrap();
+    record(l, run, 10, 2).await;
+    let claims = l.claim_for_upload(run, 1).await.unwrap();
+    l.mark_processing(&claims[0].sha256, "mine").await.unwrap();
+
+    let jobs = l.run_in_flight(run).await.unwrap();
+
+    assert_eq!(
+        jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>(),
+        ["mine"]
+    );
+}
+
+#[tokio::test]
+async fn an_image_is_found_by_its_job_id() {
+    let t = fresh().await;
+    let sha = image_in(&t.ledger, 1, ImageStatus::Processing).await;
+
+    assert_eq!(
+        t.ledger
+            .image_by_job("job-1")
+            .await
+            .unwrap()
+            .map(|r| r.sha256),
+        Some(sha)
+    );
+    assert!(
+        t.ledger
+            .image_by_job("job-unknown")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn list_images_pages_by_sha256_optionally_within_one_status() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    let run = l.begin_run("test").await.unwrap();
+    let mut shas = record(l, run, 0, 5).await;
+    shas.sort();
+    let failed = l.claim_for_upload(run, 2).await.unwrap();
+    for c in &failed {
+        l.mark_failed(&c.sha256, &failure(1)).await.unwrap();
+    }
+
+    let page1 = l.list_images(None, None, 3).await.unwrap();
+    let page2 = l
+        .list_images(None, Some(&page1[2].sha256), 3)
+        .await
+        .unwrap();
+    let only_failed = l
+        .list_images(Some(ImageStatus::Failed), None, 10)
+        .await
+        .unwrap();
+
+    let got: Vec<_> = page1.iter().chain(&page2).map(|r| r.sha256).collect();
+    assert_eq!(got, shas);
+    assert_eq!(only_failed.len(), 2);
+    assert!(only_failed.iter().all(|r| r.status == ImageStatus::Failed));
+}
+
+#[tokio::test]
+async fn export_streams_every_image_and_every_input() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    let run = l.begin_run("test").await.unwrap();
+    l.record_inputs(
+        run,
+        &[
+            input("/in/a.jpg", 1),
+            input("/in/b.jpg", 1),
+            input("/in/c.jpg", 2),
+        ],
+    )
+    .await
+    .unwrap();
+
+    let images: Vec<_> = l.export_images().try_collect().await.unwrap();
+    let inputs: Vec<_> = l.export_inputs().try_collect().await.unwrap();
+
+    assert_eq!(images.len(), 2);
+    assert_eq!(inputs.len(), 3);
+    assert!(inputs.iter().all(|s| s.status == ImageStatus::New));
+}
