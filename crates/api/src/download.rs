@@ -204,7 +204,11 @@ impl Target {
         let mut name = OsString::from(".");
         name.push(&self.name);
         // The pid lets a later run tell a dead process's leftover from a live one's download.
-        name.push(format!(".eraser-tmp-{}-{:016x}", std::process::id(), fastrand::u64(..)));
+        name.push(format!(
+            ".eraser-tmp-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
         self.dir.join(name)
     }
 }

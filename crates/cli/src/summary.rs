@@ -51,6 +51,10 @@ pub struct Summary {
     pub dry_run: bool,
     /// Where the ledger is.
     pub ledger: String,
+    /// With --dry-run: unique images that a real run would upload.
+    pub would_upload: Option<u64>,
+    /// Inputs left unfinished (interrupted, refused, or a result to fetch again next run).
+    pub pending: u64,
 }
 
 /// Credits reported by the service for the jobs finished this run.
@@ -73,14 +77,53 @@ impl Summary {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let rows: [(&str, String); 10] = [
-            ("inputs", format!("{} ({} unique, {} duplicates saved)", self.inputs, self.unique_images, self.duplicates_saved)),
-            ("skipped", format!("{} not images, {} errors", self.skipped, self.input_errors)),
-            ("uploaded", format!("{} ({} resumed, {} repeated)", self.uploads, self.resumed, self.repeat_uploads)),
-            ("downloaded", format!("{} ({} copies)", self.downloads, self.copies)),
-            ("outputs", format!("{} done, {} failed, {} already in place", self.outputs_done, self.outputs_failed, self.already_done)),
-            ("bytes", format!("{} up, {} down", self.bytes_uploaded, self.bytes_downloaded)),
-            ("polls", format!("{} get-job calls, {} retries", self.get_job_calls, self.retries)),
-            ("credits", format!("p {} s {} need {}", self.credits.p_credits, self.credits.s_credits, self.credits.need_credits)),
+            (
+                "inputs",
+                format!(
+                    "{} ({} unique, {} duplicates saved)",
+                    self.inputs, self.unique_images, self.duplicates_saved
+                ),
+            ),
+            (
+                "skipped",
+                format!("{} not images, {} errors", self.skipped, self.input_errors),
+            ),
+            (
+                "uploaded",
+                format!(
+                    "{} ({} resumed, {} repeated)",
+                    self.uploads, self.resumed, self.repeat_uploads
+                ),
+            ),
+            (
+                "downloaded",
+                format!("{} ({} copies)", self.downloads, self.copies),
+            ),
+            (
+                "outputs",
+                format!(
+                    "{} done, {} failed, {} already in place",
+                    self.outputs_done, self.outputs_failed, self.already_done
+                ),
+            ),
+            (
+                "bytes",
+                format!("{} up, {} down", self.bytes_uploaded, self.bytes_downloaded),
+            ),
+            (
+                "polls",
+                format!(
+                    "{} get-job calls, {} retries",
+                    self.get_job_calls, self.retries
+                ),
+            ),
+            (
+                "credits",
+                format!(
+                    "p {} s {} need {}",
+                    self.credits.p_credits, self.credits.s_credits, self.credits.need_credits
+                ),
+            ),
             ("time", format!("{:.1}s", self.seconds)),
             ("ledger", self.ledger.clone()),
         ];
@@ -88,7 +131,11 @@ impl Summary {
             let _ = writeln!(s, "{k:>11}  {v}");
         }
         for (code, f) in &self.failures {
-            let _ = writeln!(s, "{:>11}  {} × code {code}: {}", "failed", f.count, f.message);
+            let _ = writeln!(
+                s,
+                "{:>11}  {} × code {code}: {}",
+                "failed", f.count, f.message
+            );
         }
         if !self.failures.is_empty() {
             let _ = writeln!(s, "{:>11}  eraser ledger list --status failed", "see");

@@ -133,7 +133,10 @@ async fn bench(n: u64) -> Table {
         .expect("open");
     let batches = format!("batches of {}", group(BATCH as f64));
 
-    let run = ledger.begin_run("bench").await.expect("run");
+    let run = ledger
+        .begin_run("bench", std::path::Path::new("/out"))
+        .await
+        .expect("run");
     let spent = record_all(&ledger, run, n).await;
     let result = format!("{} rows/s ({:.1} s)", rate(n, spent), spent.as_secs_f64());
     table.row(
@@ -143,7 +146,10 @@ async fn bench(n: u64) -> Table {
     );
 
     // A second run records the same, unchanged files (the resume case).
-    let run = ledger.begin_run("bench rescan").await.expect("run");
+    let run = ledger
+        .begin_run("bench rescan", std::path::Path::new("/out"))
+        .await
+        .expect("run");
     let spent = record_all(&ledger, run, n).await;
     let result = format!("{} rows/s ({:.1} s)", rate(n, spent), spent.as_secs_f64());
     table.row(

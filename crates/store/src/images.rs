@@ -15,6 +15,23 @@ use crate::runs::{RunLiveness, this_host};
 use crate::{Claim, DoneRecord, Error, Failure, ImageStatus, Ledger, Result, RunId, Sha256};
 
 impl Ledger {
+    /// Forgets where a done image's result was stored (the file is gone), keeping the job and
+    /// its URL so the next run downloads it again instead of uploading.
+    pub async fn clear_image_output(&self, sha: &Sha256) -> Result<()> {
+        let key = sha.to_string();
+        let now = now_text();
+        let done = sqlx::query!(
+            "update images set output_path = null, updated_at = ?2 where sha256 = ?1 and status = 'done'",
+            key,
+            now
+        )
+        .execute(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        self.expect_moved(done.rows_affected(), &key, ImageStatus::Done)
+            .await
+    }
+
     /// Moves up to `n` `new` images that have an input seen by `run` to `uploading`, held by `run`.
     ///
     /// One `begin immediate` transaction picks and claims, so two processes claiming at once
@@ -29,11 +46,13 @@ impl Ledger {
         let picked = sqlx::query!(
             r#"select i.id, i.sha256, i.size, i.format, i.attempts,
                       (select min(p.path) from inputs as p indexed by inputs_image
-                       where p.image_id = i.id and p.last_run = ?1) as "source_path!: Vec<u8>"
+                       join run_inputs as ri on ri.run = ?1 and ri.path = p.path
+                       where p.image_id = i.id) as "source_path!: Vec<u8>"
                from images as i
                where i.status = 'new'
                  and exists (select 1 from inputs as p indexed by inputs_image
-                             where p.image_id = i.id and p.last_run = ?1)
+                             join run_inputs as ri on ri.run = ?1 and ri.path = p.path
+                             where p.image_id = i.id)
                order by i.id
                limit ?2"#,
             run.0,

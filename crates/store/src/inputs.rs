@@ -84,6 +84,19 @@ impl Ledger {
         let now = now_text();
 
         let mut tx = self.begin_write().await?;
+        // Content changed: outputs written for the old content, in any OUT, are not this input's.
+        sqlx::query!(
+            "update placements set written = null, updated_at = ?2
+             from json_each(?1) as j
+             join inputs as p on p.path = unhex(j.value ->> 'p')
+             join images as i on i.id = p.image_id
+             where placements.path = p.path and i.sha256 <> j.value ->> 'h' and placements.written is not null",
+            json,
+            now
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
         // `where true` tells the parser the `on conflict` belongs to the insert, not the select.
         sqlx::query!(
             "insert into images (sha256, size, format, status, created_at, updated_at)
@@ -111,18 +124,40 @@ impl Ledger {
         .map_err(|e| self.db_err(e))?;
         // New paths, and paths whose content changed (their old output belongs to the old content).
         sqlx::query!(
-            "insert into inputs (path, size, mtime_ns, image_id, planned_output, output_path, last_run, last_seen)
-             select unhex(j.value ->> 'p'), j.value ->> 's', j.value ->> 'm', i.id, unhex(j.value ->> 'o'), null, ?2, ?3
+            "insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
+             select unhex(j.value ->> 'p'), j.value ->> 's', j.value ->> 'm', i.id, ?2, ?3
              from json_each(?1) as j join images as i on i.sha256 = j.value ->> 'h' where true
              on conflict (path) do update set
                  size = excluded.size,
                  mtime_ns = excluded.mtime_ns,
                  image_id = excluded.image_id,
-                 output_path = null,
-                 planned_output = coalesce(inputs.planned_output, excluded.planned_output),
                  last_run = excluded.last_run,
                  last_seen = excluded.last_seen
              where inputs.image_id <> excluded.image_id",
+            json,
+            run.0,
+            now
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        // The run's membership, and each input's plan in the run's OUT (an existing plan wins).
+        sqlx::query!(
+            "insert into run_inputs (run, path)
+             select ?2, unhex(j.value ->> 'p') from json_each(?1) as j where true
+             on conflict do nothing",
+            json,
+            run.0
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        sqlx::query!(
+            "insert into placements (path, out_root, planned, written, updated_at)
+             select unhex(j.value ->> 'p'), coalesce((select r.out_root from runs as r where r.id = ?2), x''),
+                    unhex(j.value ->> 'o'), null, ?3
+             from json_each(?1) as j where true
+             on conflict do nothing",
             json,
             run.0,
             now
@@ -137,7 +172,7 @@ impl Ledger {
     pub async fn planned_output_owner(&self, output: &Path) -> Result<Option<PathBuf>> {
         let output = path_bytes(output);
         let owner = sqlx::query_scalar!(
-            "select path from inputs where planned_output = ?1 order by path limit 1",
+            "select path from placements where planned = ?1 order by path limit 1",
             output
         )
         .fetch_optional(&self.read)
@@ -146,13 +181,19 @@ impl Ledger {
         Ok(owner.map(path_from_bytes))
     }
 
-    /// Records that `output` was written for the input at `path`.
-    pub async fn set_input_output(&self, path: &Path, output: &Path) -> Result<()> {
+    /// Records that `output` was written for the input at `path`, in `run`'s OUT.
+    pub async fn set_input_output(&self, run: RunId, path: &Path, output: &Path) -> Result<()> {
         let (key, output) = (path_bytes(path), path_bytes(output));
+        let now = now_text();
         let done = sqlx::query!(
-            "update inputs set output_path = ?1 where path = ?2",
+            "insert into placements (path, out_root, planned, written, updated_at)
+             select ?2, coalesce((select r.out_root from runs as r where r.id = ?3), x''), ?1, ?1, ?4
+             where exists (select 1 from inputs where path = ?2)
+             on conflict (path, out_root) do update set written = excluded.written, updated_at = excluded.updated_at",
             output,
-            key
+            key,
+            run.0,
+            now
         )
         .execute(&self.write)
         .await
@@ -165,14 +206,21 @@ impl Ledger {
         Ok(())
     }
 
-    /// Clears the recorded output of an input (its file turned out missing or wrong).
+    /// Clears the recorded outputs of an input, in every OUT (its file turned out missing or wrong).
     pub async fn clear_input_output(&self, path: &Path) -> Result<()> {
         let key = path_bytes(path);
-        let done = sqlx::query!("update inputs set output_path = null where path = ?1", key)
+        sqlx::query!("update placements set written = null where path = ?1", key)
             .execute(&self.write)
             .await
             .map_err(|e| self.db_err(e))?;
-        if done.rows_affected() == 0 {
+        let known = sqlx::query_scalar!(
+            r#"select count(*) as "n!: i64" from inputs where path = ?1"#,
+            key
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        if known == 0 {
             return Err(Error::UnknownInput {
                 path: path.to_path_buf(),
             });

@@ -55,8 +55,12 @@ impl Ledger {
         let key = path_bytes(path);
         let row = sqlx::query_as!(
             RawInput,
-            r#"select p.path, p.size, p.mtime_ns, i.sha256, p.planned_output, p.output_path, p.last_run,
-                      p.last_seen as "last_seen: DateTime<Utc>"
+            r#"select p.path, p.size, p.mtime_ns, i.sha256,
+                      (select pl.planned from placements as pl where pl.path = p.path
+                       order by pl.updated_at desc limit 1) as "planned_output?: Vec<u8>",
+                      (select pl.written from placements as pl where pl.path = p.path
+                       order by pl.updated_at desc limit 1) as "output_path?: Vec<u8>",
+                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>"
                from inputs as p join images as i on i.id = p.image_id
                where p.path = ?1"#,
             key
@@ -72,11 +76,39 @@ impl Ledger {
         let key = sha.to_string();
         let rows = sqlx::query_as!(
             RawInput,
-            r#"select p.path, p.size, p.mtime_ns, i.sha256, p.planned_output, p.output_path, p.last_run,
-                      p.last_seen as "last_seen: DateTime<Utc>"
+            r#"select p.path, p.size, p.mtime_ns, i.sha256,
+                      (select pl.planned from placements as pl where pl.path = p.path
+                       order by pl.updated_at desc limit 1) as "planned_output?: Vec<u8>",
+                      (select pl.written from placements as pl where pl.path = p.path
+                       order by pl.updated_at desc limit 1) as "output_path?: Vec<u8>",
+                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>"
                from images as i join inputs as p on p.image_id = i.id
                where i.sha256 = ?1
                order by p.path"#,
+            key
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        rows.into_iter().map(|r| self.decode_input(r)).collect()
+    }
+
+    /// The inputs of `run` holding these bytes, by path, with their placement in the run's OUT.
+    pub async fn run_inputs_of_image(&self, run: RunId, sha: &Sha256) -> Result<Vec<InputRow>> {
+        let key = sha.to_string();
+        let rows = sqlx::query_as!(
+            RawInput,
+            r#"select p.path, p.size, p.mtime_ns, i.sha256,
+                      pl.planned as "planned_output?: Vec<u8>", pl.written as "output_path?: Vec<u8>",
+                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>"
+               from images as i
+               join inputs as p on p.image_id = i.id
+               join run_inputs as ri on ri.run = ?1 and ri.path = p.path
+               left join placements as pl
+                 on pl.path = p.path and pl.out_root = (select r.out_root from runs as r where r.id = ?1)
+               where i.sha256 = ?2
+               order by p.path"#,
+            run.0,
             key
         )
         .fetch_all(&self.read)
@@ -193,7 +225,8 @@ impl Ledger {
                from images as i
                where i.status = 'processing' and i.job_id is not null
                  and exists (select 1 from inputs as p indexed by inputs_image
-                             where p.image_id = i.id and p.last_run = ?1)
+                             join run_inputs as ri on ri.run = ?1 and ri.path = p.path
+                             where p.image_id = i.id)
                order by i.updated_at, i.sha256"#,
             run.0
         )
@@ -217,7 +250,8 @@ impl Ledger {
         let by_status = sqlx::query!(
             r#"select status, count(*) as "n!: i64"
                from images
-               where id in (select image_id from inputs where last_run = ?1)
+               where id in (select p.image_id from run_inputs as ri
+                            join inputs as p on p.path = ri.path where ri.run = ?1)
                group by status"#,
             run.0
         )
@@ -225,8 +259,11 @@ impl Ledger {
         .await
         .map_err(|e| self.db_err(e))?;
         let inputs = sqlx::query!(
-            r#"select count(*) as "all!: i64", count(output_path) as "placed!: i64"
-               from inputs where last_run = ?1"#,
+            r#"select count(*) as "all!: i64", count(pl.written) as "placed!: i64"
+               from run_inputs as ri
+               left join placements as pl
+                 on pl.path = ri.path and pl.out_root = (select r.out_root from runs as r where r.id = ?1)
+               where ri.run = ?1"#,
             run.0
         )
         .fetch_one(&self.read)
@@ -251,13 +288,18 @@ impl Ledger {
         let limit = i64::from(limit);
         let rows = sqlx::query_as!(
             RawInputState,
-            r#"select p.path, p.size, p.mtime_ns, i.sha256, p.planned_output, p.output_path, p.last_run,
-                      p.last_seen as "last_seen: DateTime<Utc>", i.status,
+            r#"select p.path, p.size, p.mtime_ns, i.sha256,
+                      pl.planned as "planned_output?: Vec<u8>", pl.written as "output_path?: Vec<u8>",
+                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>", i.status,
                       i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
                       i.output_url, i.error_code, i.error_message
-               from inputs as p join images as i on i.id = p.image_id
-               where p.last_run = ?1 and p.path > ?2 and p.output_path is null and i.status = 'done'
-               order by p.path
+               from run_inputs as ri
+               join inputs as p on p.path = ri.path
+               join images as i on i.id = p.image_id
+               left join placements as pl
+                 on pl.path = p.path and pl.out_root = (select r.out_root from runs as r where r.id = ?1)
+               where ri.run = ?1 and ri.path > ?2 and pl.written is null and i.status = 'done'
+               order by ri.path
                limit ?3"#,
             run.0,
             after,
@@ -282,13 +324,18 @@ impl Ledger {
         let limit = i64::from(limit);
         let rows = sqlx::query_as!(
             RawInputState,
-            r#"select p.path, p.size, p.mtime_ns, i.sha256, p.planned_output, p.output_path, p.last_run,
-                      p.last_seen as "last_seen: DateTime<Utc>", i.status,
+            r#"select p.path, p.size, p.mtime_ns, i.sha256,
+                      pl.planned as "planned_output?: Vec<u8>", pl.written as "output_path?: Vec<u8>",
+                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>", i.status,
                       i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
                       i.output_url, i.error_code, i.error_message
-               from inputs as p join images as i on i.id = p.image_id
-               where p.last_run = ?1 and p.path > ?2
-               order by p.path
+               from run_inputs as ri
+               join inputs as p on p.path = ri.path
+               join images as i on i.id = p.image_id
+               left join placements as pl
+                 on pl.path = p.path and pl.out_root = (select r.out_root from runs as r where r.id = ?1)
+               where ri.run = ?1 and ri.path > ?2
+               order by ri.path
                limit ?3"#,
             run.0,
             after,
@@ -376,15 +423,22 @@ impl Ledger {
     pub fn export_inputs(&self) -> BoxStream<'_, Result<InputState>> {
         sqlx::query_as!(
             RawInputState,
-            r#"select p.path, p.size, p.mtime_ns, i.sha256, p.planned_output, p.output_path, p.last_run,
-                      p.last_seen as "last_seen: DateTime<Utc>", i.status,
+            r#"select p.path, p.size, p.mtime_ns, i.sha256,
+                      (select pl.planned from placements as pl where pl.path = p.path
+                       order by pl.updated_at desc limit 1) as "planned_output?: Vec<u8>",
+                      (select pl.written from placements as pl where pl.path = p.path
+                       order by pl.updated_at desc limit 1) as "output_path?: Vec<u8>",
+                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>", i.status,
                       i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
                       i.output_url, i.error_code, i.error_message
                from inputs as p join images as i on i.id = p.image_id
                order by p.path"#
         )
         .fetch(&self.read)
-        .map(|row| row.map_err(|e| self.db_err(e)).and_then(|r| self.decode_input_state(r)))
+        .map(|row| {
+            row.map_err(|e| self.db_err(e))
+                .and_then(|r| self.decode_input_state(r))
+        })
         .boxed()
     }
 

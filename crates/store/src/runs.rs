@@ -1,5 +1,6 @@
 //! The run registry (host, pid, heartbeat: who is alive) and the ledger's meta facts.
 
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -35,16 +36,19 @@ impl Ledger {
     }
 
     /// Registers a run of this process (host name and pid recorded by the store).
-    pub async fn begin_run(&self, command: &str) -> Result<RunId> {
+    pub async fn begin_run(&self, command: &str, out_root: &Path) -> Result<RunId> {
         let host = this_host();
         let pid = i64::from(std::process::id());
         let now = now_text();
+        let out_root = crate::ledger::path_bytes(out_root);
         let id = sqlx::query!(
-            "insert into runs (host, pid, command, started_at, heartbeat_at) values (?1, ?2, ?3, ?4, ?4)",
+            "insert into runs (host, pid, command, started_at, heartbeat_at, out_root)
+             values (?1, ?2, ?3, ?4, ?4, ?5)",
             host,
             pid,
             command,
-            now
+            now,
+            out_root
         )
         .execute(&self.write)
         .await
@@ -87,6 +91,11 @@ impl Ledger {
         if done.rows_affected() == 0 {
             return Err(Error::UnknownRun { run: run.0 });
         }
+        // The membership only serves the live run; a rerun records it again.
+        sqlx::query!("delete from run_inputs where run = ?1", run.0)
+            .execute(&self.write)
+            .await
+            .map_err(|e| self.db_err(e))?;
         Ok(())
     }
 }

@@ -1,12 +1,33 @@
 //! The batch pipeline: walk → fingerprint → record → upload → poll → download → place.
+//!
+//! The scan records every input in the ledger as fast as the disks allow; one coordinator
+//! claims `new` images from the ledger as job slots free up, uploads them, polls every job from
+//! a single schedule and hands finished ones to placement. The ledger is the only shared state,
+//! so a second run on the same ledger, or the next run after a kill, simply picks up from it.
 
+pub mod layout;
+mod limits;
+mod place;
+mod poll;
+mod scan;
+mod walk;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use eraser_api::Client;
-use eraser_store::Ledger;
+use anyhow::Context as _;
+use eraser_api::{Client, CreateJob, JobDone, JobId, JobState};
+use eraser_store::{Claim, Failure, ImageStatus, InputState, Ledger, RunId, Sha256};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 
-use crate::summary::Summary;
+pub use limits::Hooks;
+
+use crate::progress::{Counters, Progress};
+use crate::summary::{FailureCount, Summary};
 
 /// Where the run's input paths come from.
 #[derive(Debug, Clone)]
@@ -48,6 +69,8 @@ pub struct Options {
     pub anonymous_names: bool,
     /// Attempts per image within a run for retryable failures.
     pub max_attempts: u32,
+    /// Largest input uploaded; larger ones are reported before any upload.
+    pub max_upload_bytes: u64,
     /// Show progress (bars on a TTY, plain lines otherwise); false with --quiet.
     pub progress: bool,
     /// The command line, recorded with the run.
@@ -74,8 +97,909 @@ pub struct Outcome {
     pub summary: Summary,
 }
 
+/// Consecutive create-job refusals with one code that mean "the service refuses work".
+const SYSTEMIC_REFUSALS: u32 = 3;
+/// How long in-flight requests may finish after the first Ctrl-C.
+const GRACE: Duration = Duration::from_secs(5);
+/// How often the run re-reads the ledger for jobs it does not track (resumed, other runs').
+const REFRESH: Duration = Duration::from_secs(1);
+/// A run whose heartbeat is older than this is dead (other hosts; same host checks the pid).
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
 /// Runs the pipeline to completion (or interruption).
-pub async fn run(ledger: &Ledger, client: &Client, opts: &Options) -> anyhow::Result<Outcome> {
-    let _ = (ledger, client, opts);
-    anyhow::bail!("the pipeline is not written yet")
+pub async fn run(
+    ledger: &Ledger,
+    client: &Client,
+    opts: &Options,
+    hooks: &Hooks,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let counters = Arc::clone(&hooks.counters);
+    let interrupted = Arc::new(Notify::new());
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    watch_ctrl_c(Arc::clone(&interrupted), Arc::clone(&stop_flag));
+    let opts = &Options {
+        out: out_root(&opts.out, opts.dry_run)?,
+        ..opts.clone()
+    };
+
+    let run = ledger
+        .begin_run(&opts.command_line, &opts.out)
+        .await
+        .context("registering the run in the ledger")?;
+    let reclaimed = ledger
+        .recover(STALE_AFTER)
+        .await
+        .context("recovering claims of dead runs")?;
+    if reclaimed > 0 {
+        tracing::warn!(
+            "{reclaimed} upload(s) of a run that died are sent again (they may have reached the service)"
+        );
+        Counters::add(&counters.repeat_uploads, reclaimed);
+    }
+    if opts.retry_failed && !opts.dry_run {
+        let n = ledger
+            .requeue(None)
+            .await
+            .context("putting failed images back in the queue")?;
+        tracing::info!("{n} failed image(s) put back in the queue");
+    }
+    let heartbeat = spawn_heartbeat(ledger.clone(), run);
+    if !opts.dry_run {
+        let out = opts.out.clone();
+        tokio::task::spawn_blocking(move || {
+            let n = place::sweep_staging(&out);
+            if n > 0 {
+                tracing::info!("removed {n} staging file(s) left in OUT by a run that died");
+            }
+        });
+    }
+
+    let progress = Progress::start(Arc::clone(&counters), opts.progress);
+    let recorded = Arc::new(Notify::new());
+    let scan = scan::Scan {
+        ledger: ledger.clone(),
+        run,
+        out: opts.out.clone(),
+        source: opts.inputs.clone(),
+        follow: opts.follow,
+        hash_threads: opts.hash_threads,
+        max_upload_bytes: opts.max_upload_bytes,
+        counters: Arc::clone(&counters),
+        recorded: Arc::clone(&recorded),
+    };
+    let mut scan_task = tokio::spawn(scan.run());
+
+    let mut coordinator = Coordinator {
+        ledger: ledger.clone(),
+        client: client.clone(),
+        run,
+        opts: Arc::new(opts.clone()),
+        counters: Arc::clone(&counters),
+        limiter: Arc::clone(&hooks.limiter),
+        rate: opts.rate.and_then(limits::RateLimit::new).map(Arc::new),
+        uploads: Arc::new(Semaphore::new(opts.upload_concurrency.max(1))),
+        downloads: Arc::new(Semaphore::new(opts.download_concurrency.max(1))),
+        tasks: JoinSet::new(),
+        jobs: HashMap::new(),
+        uploading: HashMap::new(),
+        schedule: poll::Schedule::default(),
+        eta: poll::Eta::default(),
+        streak: None,
+        end: None,
+        run_failures: BTreeMap::new(),
+        given_up: HashSet::new(),
+    };
+
+    let mut scan_errors = Vec::new();
+    let mut scan_done = false;
+    if opts.dry_run {
+        tokio::select! {
+            r = &mut scan_task => { scan_errors = r.context("scan task failed")??; }
+            _ = interrupted.notified() => { coordinator.end = Some(RunEnd::Interrupted); scan_task.abort(); }
+        }
+    } else {
+        let mut last_refresh = Instant::now() - REFRESH;
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            if !scan_done && scan_task.is_finished() {
+                scan_errors = (&mut scan_task).await.context("scan task failed")??;
+                scan_done = true;
+            }
+            if stop_flag.load(Ordering::Relaxed) && coordinator.end.is_none() {
+                coordinator.end = Some(RunEnd::Interrupted);
+                stopping_since = Some(Instant::now());
+                scan_task.abort();
+                scan_done = true;
+                tracing::warn!(
+                    "interrupted: finishing requests in flight (Ctrl-C again to quit at once)"
+                );
+            }
+            if let Some(since) = stopping_since
+                && (coordinator.uploading.is_empty() && coordinator.tasks_other_than_polls() == 0
+                    || since.elapsed() > GRACE)
+            {
+                break;
+            }
+            let mut claimed = 0;
+            if coordinator.end.is_none() {
+                claimed = coordinator.top_up().await?;
+                if last_refresh.elapsed() >= REFRESH {
+                    coordinator.adopt_in_flight().await?;
+                    last_refresh = Instant::now();
+                }
+                coordinator.poll_due();
+            }
+            if scan_done
+                && claimed == 0
+                && coordinator.idle()
+                && coordinator.end_is_submission_only()
+            {
+                let p = ledger.run_progress(run).await?;
+                let waiting = (p.images.uploading + p.images.processing)
+                    .saturating_sub(coordinator.given_up.len() as u64);
+                let claimable = p.images.new > 0 && coordinator.end.is_none();
+                if waiting == 0 && !claimable {
+                    break;
+                }
+                if waiting > 0 && coordinator.jobs.is_empty() {
+                    // Another run holds these; wait for it to get job ids, then poll them too.
+                    coordinator.adopt_in_flight().await?;
+                }
+            }
+            let wake = coordinator
+                .schedule
+                .next_due()
+                .unwrap_or_else(|| Instant::now() + Duration::from_millis(500))
+                .min(Instant::now() + Duration::from_millis(500));
+            tokio::select! {
+                Some(done) = coordinator.tasks.join_next(), if !coordinator.tasks.is_empty() => {
+                    match done {
+                        Ok(event) => coordinator.handle(event).await?,
+                        Err(e) if e.is_cancelled() => {}
+                        Err(e) => return Err(anyhow::anyhow!("a pipeline task failed: {e}")),
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = recorded.notified(), if !scan_done => {}
+                _ = interrupted.notified(), if stopping_since.is_none() => {}
+            }
+        }
+        coordinator.tasks.abort_all();
+        while coordinator.tasks.join_next().await.is_some() {}
+        for sha in coordinator.uploading.keys() {
+            let _ = ledger.release_claim(sha).await;
+        }
+    }
+
+    // Final pass: every input of this run gets its output, or is reported.
+    let interrupted_now = matches!(coordinator.end, Some(RunEnd::Interrupted));
+    let report = if interrupted_now && !opts.dry_run {
+        FinalReport::default()
+    } else {
+        coordinator.final_pass().await?
+    };
+    progress.finish().await;
+    heartbeat.abort();
+
+    let p = ledger.run_progress(run).await?;
+    let mut summary = Summary {
+        inputs: p.inputs,
+        skipped: Counters::get(&counters.skipped),
+        input_errors: scan_errors.len() as u64,
+        unique_images: p.images.total,
+        duplicates_saved: p.inputs.saturating_sub(p.images.total),
+        hashed: Counters::get(&counters.hashed),
+        uploads: Counters::get(&counters.uploads),
+        repeat_uploads: Counters::get(&counters.repeat_uploads),
+        resumed: Counters::get(&counters.resumed),
+        downloads: Counters::get(&counters.downloads),
+        copies: Counters::get(&counters.copies),
+        already_done: report
+            .in_place
+            .saturating_sub(Counters::get(&counters.placed)),
+        outputs_done: report.in_place,
+        outputs_failed: report.failed + scan_errors.len() as u64,
+        bytes_uploaded: Counters::get(&counters.bytes_uploaded),
+        bytes_downloaded: Counters::get(&counters.bytes_downloaded),
+        get_job_calls: Counters::get(&counters.get_jobs),
+        retries: Counters::get(&counters.retries),
+        concurrency_limit: hooks.limiter.current() as u64,
+        seconds: started.elapsed().as_secs_f64(),
+        credits: report.credits,
+        failures: report.failures,
+        stopped: None,
+        dry_run: opts.dry_run,
+        ledger: ledger.path().display().to_string(),
+        would_upload: opts.dry_run.then_some(p.images.new),
+        pending: report.pending,
+    };
+    for e in &scan_errors {
+        let f = summary.failures.entry("input".into()).or_default();
+        f.count += 1;
+        f.message = format!("{}: {}", e.path.display(), e.reason);
+    }
+    let end = match coordinator.end.take() {
+        Some(RunEnd::Refused { code, message }) => {
+            summary.stopped = Some(format!("the service refuses work: code {code}: {message}"));
+            RunEnd::Refused { code, message }
+        }
+        Some(RunEnd::Interrupted) => {
+            summary.stopped = Some("interrupted; run the same command again to resume".into());
+            RunEnd::Interrupted
+        }
+        _ if opts.dry_run && summary.input_errors > 0 => RunEnd::SomeFailed,
+        _ if opts.dry_run => RunEnd::Complete,
+        _ if summary.outputs_failed > 0 || summary.pending > 0 => RunEnd::SomeFailed,
+        _ => RunEnd::Complete,
+    };
+    let outcome = match &end {
+        RunEnd::Complete => "complete",
+        RunEnd::SomeFailed => "some-failed",
+        RunEnd::Refused { .. } => "refused",
+        RunEnd::Interrupted => "interrupted",
+    };
+    let json = serde_json::to_string(&summary).unwrap_or_default();
+    ledger
+        .finish_run(run, outcome, &json)
+        .await
+        .context("recording the end of the run")?;
+    Ok(Outcome { end, summary })
+}
+
+/// OUT as an absolute path (created unless this is a dry run), so recorded outputs do not
+/// depend on the folder eraser was started from.
+fn out_root(out: &std::path::Path, dry_run: bool) -> anyhow::Result<PathBuf> {
+    if !dry_run {
+        std::fs::create_dir_all(out).with_context(|| format!("creating OUT {}", out.display()))?;
+        return std::fs::canonicalize(out)
+            .with_context(|| format!("resolving OUT {}", out.display()));
+    }
+    std::path::absolute(out).with_context(|| format!("resolving OUT {}", out.display()))
+}
+
+/// First Ctrl-C: stop gracefully (the loop sees the flag); second: leave at once with 130.
+fn watch_ctrl_c(notify: Arc<Notify>, flag: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        flag.store(true, Ordering::Relaxed);
+        notify.notify_waiters();
+        notify.notify_one();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("eraser: interrupted again, quitting now; the next run resumes");
+            std::process::exit(130);
+        }
+    });
+}
+
+fn spawn_heartbeat(ledger: Ledger, run: RunId) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if let Err(e) = ledger.heartbeat(run).await {
+                tracing::warn!("ledger heartbeat: {e}");
+            }
+        }
+    })
+}
+
+/// A job this run is polling.
+#[derive(Debug)]
+struct Job {
+    job_id: JobId,
+    size: u64,
+    /// When it was submitted (estimated for resumed jobs).
+    submitted: Instant,
+    /// Submitted by this run (so the first poll waits for the estimate).
+    ours: bool,
+    polls: u32,
+    last_in_progress: Option<Duration>,
+    busy: bool,
+}
+
+/// What a finished task reports back to the coordinator.
+enum Event {
+    Uploaded {
+        claim: Claim,
+        result: Result<JobId, eraser_api::Error>,
+    },
+    Polled {
+        sha: Sha256,
+        result: Result<JobState, eraser_api::Error>,
+    },
+    Completed {
+        sha: Sha256,
+        result: anyhow::Result<()>,
+    },
+}
+
+struct Coordinator {
+    ledger: Ledger,
+    client: Client,
+    run: RunId,
+    opts: Arc<Options>,
+    counters: Arc<Counters>,
+    limiter: Arc<limits::Limiter>,
+    rate: Option<Arc<limits::RateLimit>>,
+    uploads: Arc<Semaphore>,
+    downloads: Arc<Semaphore>,
+    tasks: JoinSet<Event>,
+    /// Jobs at the service that this run polls.
+    jobs: HashMap<Sha256, Job>,
+    /// Claims whose create-job is under way.
+    uploading: HashMap<Sha256, ()>,
+    schedule: poll::Schedule,
+    eta: poll::Eta,
+    /// Consecutive create-job refusals: code, message, images.
+    streak: Option<(i64, String, Vec<Sha256>)>,
+    end: Option<RunEnd>,
+    run_failures: BTreeMap<String, FailureCount>,
+    /// Done jobs whose result could not be fetched this run; left `processing` for the next.
+    given_up: HashSet<Sha256>,
+}
+
+#[derive(Debug, Default)]
+struct FinalReport {
+    in_place: u64,
+    failed: u64,
+    pending: u64,
+    failures: BTreeMap<String, FailureCount>,
+    credits: crate::summary::Credits,
+}
+
+impl Coordinator {
+    fn idle(&self) -> bool {
+        self.tasks.is_empty() && self.jobs.is_empty() && self.uploading.is_empty()
+    }
+
+    fn tasks_other_than_polls(&self) -> usize {
+        self.tasks
+            .len()
+            .saturating_sub(self.jobs.values().filter(|j| j.busy).count())
+    }
+
+    /// True unless the run was interrupted (a refusal still lets in-flight work finish).
+    fn end_is_submission_only(&self) -> bool {
+        !matches!(self.end, Some(RunEnd::Interrupted))
+    }
+
+    /// Claims new images for the free job slots and starts their uploads.
+    async fn top_up(&mut self) -> anyhow::Result<usize> {
+        let in_flight = self.jobs.len() + self.uploading.len();
+        // Claim no more than can be sent right away: a claim waiting for an upload slot would
+        // still be sent after the service started refusing, and is a repeat risk at a kill.
+        let sendable = self
+            .opts
+            .upload_concurrency
+            .max(1)
+            .saturating_sub(self.uploading.len());
+        let free = self
+            .limiter
+            .current()
+            .saturating_sub(in_flight)
+            .min(sendable);
+        if free == 0 {
+            return Ok(0);
+        }
+        let claims = self
+            .ledger
+            .claim_for_upload(self.run, free.min(256) as u32)
+            .await
+            .context("claiming images to upload")?;
+        let n = claims.len();
+        for claim in claims {
+            self.uploading.insert(claim.sha256, ());
+            let client = self.client.clone();
+            let permits = Arc::clone(&self.uploads);
+            let rate = self.rate.clone();
+            let anonymous = self.opts.anonymous_names;
+            let counters = Arc::clone(&self.counters);
+            self.tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                if let Some(rate) = rate {
+                    rate.wait().await;
+                }
+                let name = anonymous.then(|| {
+                    let ext = eraser_api::ImageFormat::from_name(&claim.format)
+                        .map_or("jpg", |f| f.extension());
+                    format!("{}.{ext}", claim.sha256)
+                });
+                let result = client
+                    .create_job(&CreateJob {
+                        path: &claim.source_path,
+                        file_name: name.as_deref(),
+                        expected_sha256: Some(claim.sha256.0),
+                    })
+                    .await;
+                if result.is_ok() {
+                    Counters::add(&counters.uploads, 1);
+                    Counters::add(&counters.bytes_uploaded, claim.size);
+                }
+                Event::Uploaded { claim, result }
+            });
+        }
+        Ok(n)
+    }
+
+    /// Starts `get-job` for every job that is due.
+    fn poll_due(&mut self) {
+        let now = Instant::now();
+        while let Some(sha) = self.schedule.pop_due(now) {
+            let Some(job) = self.jobs.get_mut(&sha) else {
+                continue;
+            };
+            if job.busy {
+                continue;
+            }
+            job.busy = true;
+            job.polls += 1;
+            let client = self.client.clone();
+            let id = job.job_id.clone();
+            let rate = self.rate.clone();
+            let counters = Arc::clone(&self.counters);
+            self.tasks.spawn(async move {
+                if let Some(rate) = rate {
+                    rate.wait().await;
+                }
+                Counters::add(&counters.get_jobs, 1);
+                let result = client.get_job(&id).await;
+                Event::Polled { sha, result }
+            });
+        }
+    }
+
+    /// Polls jobs of this run's images that are `processing` but not tracked: jobs of an
+    /// earlier, interrupted run, or of another run working on the same images.
+    async fn adopt_in_flight(&mut self) -> anyhow::Result<()> {
+        let rows = self
+            .ledger
+            .run_in_flight(self.run)
+            .await
+            .context("reading jobs in flight")?;
+        let now_utc = chrono::Utc::now();
+        for row in rows {
+            if self.jobs.contains_key(&row.sha256)
+                || self.uploading.contains_key(&row.sha256)
+                || self.given_up.contains(&row.sha256)
+            {
+                continue;
+            }
+            let age = (now_utc - row.updated_at).to_std().unwrap_or_default();
+            let submitted = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            Counters::add(&self.counters.resumed, 1);
+            Counters::add(&self.counters.in_flight, 1);
+            self.jobs.insert(
+                row.sha256,
+                Job {
+                    job_id: JobId::new(row.job_id),
+                    size: row.size,
+                    submitted,
+                    ours: false,
+                    polls: 0,
+                    last_in_progress: None,
+                    busy: false,
+                },
+            );
+            self.schedule.at(Instant::now(), row.sha256);
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, event: Event) -> anyhow::Result<()> {
+        match event {
+            Event::Uploaded { claim, result } => self.uploaded(claim, result).await,
+            Event::Polled { sha, result } => self.polled(sha, result).await,
+            Event::Completed { sha, result } => {
+                self.drop_job(&sha);
+                if let Err(e) = result {
+                    let api = e
+                        .chain()
+                        .find_map(|c| c.downcast_ref::<eraser_api::Error>());
+                    match api {
+                        Some(a) if !a.is_retryable() => {
+                            self.fail(&sha, None, &format!("{e:#}"), false).await?;
+                        }
+                        _ => {
+                            // The job is done at the service: the next run downloads it again.
+                            tracing::error!("{e:#}");
+                            self.note_failure("download", &format!("{e:#}"));
+                            self.given_up.insert(sha);
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn uploaded(
+        &mut self,
+        claim: Claim,
+        result: Result<JobId, eraser_api::Error>,
+    ) -> anyhow::Result<()> {
+        self.uploading.remove(&claim.sha256);
+        let sha = claim.sha256;
+        match result {
+            Ok(job_id) => {
+                self.streak = None;
+                self.ledger
+                    .mark_processing(&sha, job_id.as_str())
+                    .await
+                    .with_context(|| {
+                        format!("recording job {job_id} for {}", claim.source_path.display())
+                    })?;
+                Counters::add(&self.counters.in_flight, 1);
+                let expected = self.eta.expect(claim.size);
+                self.jobs.insert(
+                    sha,
+                    Job {
+                        job_id,
+                        size: claim.size,
+                        submitted: Instant::now(),
+                        ours: true,
+                        polls: 0,
+                        last_in_progress: None,
+                        busy: false,
+                    },
+                );
+                self.schedule
+                    .at(Instant::now() + poll::first_delay(expected), sha);
+            }
+            Err(e) => {
+                let path = claim.source_path.display().to_string();
+                if let Some(code) = e.api_code() {
+                    let message = api_message(&e);
+                    self.fail(
+                        &sha,
+                        Some(code),
+                        &format!("{message} (uploading {path})"),
+                        false,
+                    )
+                    .await?;
+                    self.refusal(code, message, sha).await?;
+                } else if matches!(e, eraser_api::Error::InvalidInput { .. }) {
+                    self.fail(&sha, None, &format!("{e}"), false).await?;
+                } else if e.is_retryable() {
+                    self.fail(&sha, None, &format!("uploading {path}: {e}"), true)
+                        .await?;
+                    self.retry_within_run(&sha, claim.attempts + 1).await?;
+                } else {
+                    self.fail(&sha, None, &format!("uploading {path}: {e}"), false)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts consecutive refusals with one code; at the threshold, stops submitting and puts
+    /// the refused images back to `new` (the refusal was the service's, not theirs).
+    async fn refusal(&mut self, code: i64, message: String, sha: Sha256) -> anyhow::Result<()> {
+        if matches!(self.end, Some(RunEnd::Refused { .. })) {
+            self.ledger.requeue(Some(&[sha])).await?;
+            return Ok(());
+        }
+        match &mut self.streak {
+            Some((c, _, shas)) if *c == code => shas.push(sha),
+            _ => self.streak = Some((code, message.clone(), vec![sha])),
+        }
+        let Some((code, message, shas)) = &self.streak else {
+            return Ok(());
+        };
+        if shas.len() as u32 >= SYSTEMIC_REFUSALS {
+            tracing::error!(
+                "the service refused {} uploads in a row with code {code}: {message}; not submitting more",
+                shas.len()
+            );
+            self.ledger.requeue(Some(shas)).await?;
+            self.end = Some(RunEnd::Refused {
+                code: *code,
+                message: message.clone(),
+            });
+            self.streak = None;
+        }
+        Ok(())
+    }
+
+    async fn polled(
+        &mut self,
+        sha: Sha256,
+        result: Result<JobState, eraser_api::Error>,
+    ) -> anyhow::Result<()> {
+        let Some(job) = self.jobs.get_mut(&sha) else {
+            return Ok(());
+        };
+        job.busy = false;
+        let elapsed = job.submitted.elapsed();
+        match result {
+            Ok(JobState::InProgress) => {
+                job.last_in_progress = Some(elapsed);
+                if elapsed > self.opts.job_timeout {
+                    let msg = format!(
+                        "job {} still unfinished after {:?} (--job-timeout)",
+                        job.job_id, self.opts.job_timeout
+                    );
+                    self.drop_job(&sha);
+                    // Not re-submitted within the run: the service may still finish it.
+                    self.fail(&sha, None, &msg, true).await?;
+                } else {
+                    let expected = self.eta.expect(job.size);
+                    let wait = if job.ours && job.polls == 1 && elapsed < expected {
+                        expected - elapsed + poll::first_delay(Duration::ZERO)
+                    } else {
+                        poll::next_interval(expected, job.polls)
+                    };
+                    self.schedule.at(Instant::now() + wait, sha);
+                }
+            }
+            Ok(JobState::Done(done)) => {
+                if job.ours {
+                    let lower = job.last_in_progress.unwrap_or_default();
+                    self.eta.learn(job.size, lower, elapsed);
+                }
+                self.limiter.completed();
+                job.busy = true;
+                self.spawn_completion(sha, done);
+            }
+            Ok(JobState::Failed { code, message }) => {
+                let id = job.job_id.clone();
+                self.drop_job(&sha);
+                self.fail(&sha, Some(code), &format!("job {id}: {message}"), false)
+                    .await?;
+            }
+            Err(e) if e.is_retryable() => {
+                // The client already retried; look again later.
+                let expected = self.eta.expect(job.size);
+                let wait = poll::next_interval(expected, job.polls.max(4));
+                self.schedule.at(Instant::now() + wait, sha);
+            }
+            Err(e) => {
+                let id = job.job_id.clone();
+                self.drop_job(&sha);
+                self.fail(&sha, e.api_code(), &format!("job {id}: {e}"), false)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_job(&mut self, sha: &Sha256) {
+        if self.jobs.remove(sha).is_some() {
+            Counters::sub_in_flight(&self.counters);
+        }
+    }
+
+    /// Downloads a finished job's result for the first input, then copies for the others.
+    fn spawn_completion(&mut self, sha: Sha256, done: JobDone) {
+        let ledger = self.ledger.clone();
+        let client = self.client.clone();
+        let permits = Arc::clone(&self.downloads);
+        let run = self.run;
+        let opts = Arc::clone(&self.opts);
+        let counters = Arc::clone(&self.counters);
+        self.tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let result = complete(&ledger, &client, run, &opts, &counters, sha, &done).await;
+            Event::Completed { sha, result }
+        });
+    }
+
+    async fn fail(
+        &mut self,
+        sha: &Sha256,
+        code: Option<i64>,
+        message: &str,
+        retryable: bool,
+    ) -> anyhow::Result<()> {
+        tracing::error!("{message}");
+        let failure = Failure {
+            code,
+            message: message.to_owned(),
+            retryable,
+        };
+        self.ledger
+            .mark_failed(sha, &failure)
+            .await
+            .with_context(|| format!("recording the failure of image {sha}"))?;
+        Ok(())
+    }
+
+    /// Retryable failures go back to `new` while attempts remain.
+    async fn retry_within_run(&mut self, sha: &Sha256, attempts: u32) -> anyhow::Result<()> {
+        if attempts < self.opts.max_attempts {
+            self.ledger.requeue(Some(&[*sha])).await?;
+        }
+        Ok(())
+    }
+
+    fn note_failure(&mut self, code: &str, message: &str) {
+        let f = self.run_failures.entry(code.to_owned()).or_default();
+        f.count += 1;
+        f.message = message.to_owned();
+    }
+
+    /// Every input of this run: outputs checked and placed where missing; failures gathered.
+    async fn final_pass(&mut self) -> anyhow::Result<FinalReport> {
+        let mut report = FinalReport::default();
+        for (code, f) in &self.run_failures {
+            report.failures.insert(code.clone(), f.clone());
+        }
+        let mut after: Option<PathBuf> = None;
+        let mut pending: JoinSet<(InputState, anyhow::Result<bool>)> = JoinSet::new();
+        loop {
+            let page = self
+                .ledger
+                .run_inputs(self.run, after.as_deref(), 1000)
+                .await
+                .context("reading this run's inputs")?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.input.path.clone());
+            for state in page {
+                match state.status {
+                    ImageStatus::Done => {
+                        let ledger = self.ledger.clone();
+                        let client = self.client.clone();
+                        let opts = Arc::clone(&self.opts);
+                        let counters = Arc::clone(&self.counters);
+                        let run = self.run;
+                        while pending.len() >= self.opts.download_concurrency.max(4) {
+                            if let Some(r) = pending.join_next().await {
+                                self.account(&mut report, r.context("placement task failed")?);
+                            }
+                        }
+                        pending.spawn(async move {
+                            let r =
+                                materialize(&ledger, &client, run, &opts, &counters, &state).await;
+                            (state, r)
+                        });
+                    }
+                    ImageStatus::Failed => {
+                        report.failed += 1;
+                        let code = state
+                            .error_code
+                            .map_or_else(|| "none".to_owned(), |c| c.to_string());
+                        let f = report.failures.entry(code).or_default();
+                        f.count += 1;
+                        f.message = state.error_message.clone().unwrap_or_default();
+                    }
+                    _ => report.pending += 1,
+                }
+            }
+        }
+        while let Some(r) = pending.join_next().await {
+            self.account(&mut report, r.context("placement task failed")?);
+        }
+        report.credits = crate::summary::Credits {
+            p_credits: self.counters.p_credits.load(Ordering::Relaxed),
+            s_credits: self.counters.s_credits.load(Ordering::Relaxed),
+            need_credits: self.counters.need_credits.load(Ordering::Relaxed),
+        };
+        Ok(report)
+    }
+
+    fn account(
+        &self,
+        report: &mut FinalReport,
+        (state, result): (InputState, anyhow::Result<bool>),
+    ) {
+        match result {
+            Ok(true) => report.in_place += 1,
+            Ok(false) => report.pending += 1,
+            Err(e) => {
+                tracing::error!("{}: {e:#}", state.input.path.display());
+                report.failed += 1;
+                let f = report.failures.entry("output".into()).or_default();
+                f.count += 1;
+                f.message = format!("{e:#}");
+            }
+        }
+    }
+}
+
+/// The English message of an API refusal.
+fn api_message(e: &eraser_api::Error) -> String {
+    match e {
+        eraser_api::Error::Api { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A finished job: result downloaded for this run's first input of the image, then placed for
+/// the run's other inputs with the same bytes.
+async fn complete(
+    ledger: &Ledger,
+    client: &Client,
+    run: RunId,
+    opts: &Options,
+    counters: &Counters,
+    sha: Sha256,
+    done: &JobDone,
+) -> anyhow::Result<()> {
+    let ours = ledger.run_inputs_of_image(run, &sha).await?;
+    let mut stored: Option<(PathBuf, Sha256)> = None;
+    let mut first_error = None;
+    for input in &ours {
+        let Some(dest) = place::destination(input) else {
+            continue;
+        };
+        if let Err(e) = place::may_write(input, &dest, opts.overwrite) {
+            first_error.get_or_insert(anyhow::Error::new(e));
+            continue;
+        }
+        let target = place::Target {
+            run,
+            input: input.path.clone(),
+            dest,
+        };
+        match &stored {
+            None => {
+                let (path, got) =
+                    place::download_first(client, ledger, &sha, done, &target).await?;
+                counters.add_credits(done);
+                Counters::add(&counters.downloads, 1);
+                Counters::add(&counters.bytes_downloaded, got.bytes);
+                Counters::add(&counters.placed, 1);
+                stored = Some((path, Sha256(got.sha256)));
+            }
+            Some((src, out_sha)) => {
+                if place::copy_from(ledger, src, Some(*out_sha), &target, opts.link).await? {
+                    Counters::add(&counters.copies, 1);
+                    Counters::add(&counters.placed, 1);
+                }
+            }
+        }
+    }
+    if stored.is_none() {
+        // No input could take the result (each target occupied): keep the job as done with its
+        // URL, so a later run with --overwrite can fetch it without paying again.
+        place::record_done_unplaced(ledger, &sha, done).await?;
+        counters.add_credits(done);
+        if let Some(e) = first_error {
+            tracing::warn!("{e:#}");
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure a done input's output is in place: nothing to do when it is; else a copy of the
+/// stored result, or a fresh download. Returns false when the result cannot be had.
+async fn materialize(
+    ledger: &Ledger,
+    client: &Client,
+    run: RunId,
+    opts: &Options,
+    counters: &Counters,
+    state: &InputState,
+) -> anyhow::Result<bool> {
+    let image = ledger.image(&state.input.sha256).await?;
+    let expected_size = image.as_ref().and_then(|i| i.output_size);
+    if place::in_place(state, expected_size) {
+        return Ok(true);
+    }
+    let Some(dest) = place::destination(&state.input) else {
+        anyhow::bail!("no output path recorded")
+    };
+    place::may_write(&state.input, &dest, opts.overwrite)?;
+    let target = place::Target {
+        run,
+        input: state.input.path.clone(),
+        dest,
+    };
+    if let Some(src) = &state.image_output_path
+        && place::copy_from(ledger, src, state.image_output_sha256, &target, opts.link).await?
+    {
+        Counters::add(&counters.copies, 1);
+        Counters::add(&counters.placed, 1);
+        return Ok(true);
+    }
+    let Some(url) = &state.output_url else {
+        anyhow::bail!("the result is gone and no URL is recorded")
+    };
+    let got = place::download_again(client, ledger, url, &target).await?;
+    Counters::add(&counters.downloads, 1);
+    Counters::add(&counters.bytes_downloaded, got.bytes);
+    Counters::add(&counters.placed, 1);
+    Ok(true)
 }

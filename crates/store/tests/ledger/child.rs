@@ -68,7 +68,10 @@ async fn claim_until_empty(ledger: &Ledger) {
 
 /// Registers a run, records and claims 50 images, then stays alive beating its heartbeat.
 async fn claim_and_hold(ledger: &Ledger) {
-    let run = ledger.begin_run("child hold").await.unwrap();
+    let run = ledger
+        .begin_run("child hold", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     let first = u64::try_from(var_i64(FIRST)).unwrap();
     record(ledger, run, first, 50).await;
     let claims = ledger.claim_for_upload(run, 100).await.unwrap();
@@ -82,7 +85,10 @@ async fn claim_and_hold(ledger: &Ledger) {
 
 /// Records batches of 2,000 new inputs back to back, reporting each committed batch.
 async fn record_forever(ledger: &Ledger) {
-    let run = ledger.begin_run("child record").await.unwrap();
+    let run = ledger
+        .begin_run("child record", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     let base = u64::from(std::process::id()) << 32;
     let start = Instant::now();
     let mut k = 0u64;

@@ -8,7 +8,10 @@ use crate::support::{ChildProcess, fresh, record};
 
 /// Records `n` images for one run and returns the run.
 async fn recorded(ledger: &Ledger, n: u64) -> RunId {
-    let run = ledger.begin_run("test").await.unwrap();
+    let run = ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     for first in (0..n).step_by(500) {
         record(ledger, run, first, 500.min(n - first)).await;
     }

@@ -18,7 +18,11 @@ fn awkward_paths() -> Vec<PathBuf> {
 #[tokio::test]
 async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip() {
     let t = fresh().await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     let paths = awkward_paths();
     let batch: Vec<_> = paths
         .iter()
@@ -33,7 +37,7 @@ async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip() {
         assert_eq!(&row.path, path);
         assert_eq!(row.planned_output.as_ref(), Some(&record.planned_output));
         t.ledger
-            .set_input_output(path, &record.planned_output)
+            .set_input_output(run, path, &record.planned_output)
             .await
             .unwrap();
         assert_eq!(
@@ -85,7 +89,11 @@ async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip() {
 #[tokio::test]
 async fn lookup_answers_in_order_with_none_for_unknown_paths() {
     let t = fresh().await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     t.ledger
         .record_inputs(run, &[input("/in/a.jpg", 1), input("/in/b.jpg", 2)])
         .await
@@ -116,7 +124,11 @@ async fn lookup_answers_in_order_with_none_for_unknown_paths() {
 #[tokio::test]
 async fn inputs_with_the_same_content_share_one_image() {
     let t = fresh().await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
 
     t.ledger
         .record_inputs(run, &[input("/in/a.jpg", 5), input("/in/copy of a.jpg", 5)])
@@ -132,12 +144,20 @@ async fn inputs_with_the_same_content_share_one_image() {
 #[tokio::test]
 async fn a_rescan_keeps_the_planned_output_recorded_first_and_moves_last_run() {
     let t = fresh().await;
-    let first = t.ledger.begin_run("first").await.unwrap();
+    let first = t
+        .ledger
+        .begin_run("first", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     t.ledger
         .record_inputs(first, &[input("/in/a.jpg", 1)])
         .await
         .unwrap();
-    let second = t.ledger.begin_run("second").await.unwrap();
+    let second = t
+        .ledger
+        .begin_run("second", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     let mut again = input("/in/a.jpg", 1);
     again.planned_output = PathBuf::from("/elsewhere/a.jpg");
 
@@ -159,13 +179,17 @@ async fn a_rescan_keeps_the_planned_output_recorded_first_and_moves_last_run() {
 #[tokio::test]
 async fn an_unchanged_file_keeps_its_output_path() {
     let t = fresh().await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     t.ledger
         .record_inputs(run, &[input("/in/a.jpg", 1)])
         .await
         .unwrap();
     t.ledger
-        .set_input_output(Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
+        .set_input_output(run, Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
         .await
         .unwrap();
 
@@ -186,13 +210,17 @@ async fn an_unchanged_file_keeps_its_output_path() {
 #[tokio::test]
 async fn an_edited_file_points_at_its_new_content_and_loses_its_output_but_not_its_plan() {
     let t = fresh().await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     t.ledger
         .record_inputs(run, &[input("/in/a.jpg", 1)])
         .await
         .unwrap();
     t.ledger
-        .set_input_output(Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
+        .set_input_output(run, Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
         .await
         .unwrap();
     let mut edited = input("/in/a.jpg", 2);
@@ -223,7 +251,11 @@ async fn an_edited_file_points_at_its_new_content_and_loses_its_output_but_not_i
 #[tokio::test]
 async fn planned_output_owner_names_the_input_that_planned_it() {
     let t = fresh().await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     t.ledger
         .record_inputs(run, &[input("/in/a.jpg", 1)])
         .await
@@ -247,13 +279,17 @@ async fn planned_output_owner_names_the_input_that_planned_it() {
 #[tokio::test]
 async fn clear_input_output_forgets_the_written_output() {
     let t = fresh().await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     t.ledger
         .record_inputs(run, &[input("/in/a.jpg", 1)])
         .await
         .unwrap();
     t.ledger
-        .set_input_output(Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
+        .set_input_output(run, Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
         .await
         .unwrap();
 
@@ -276,10 +312,11 @@ async fn clear_input_output_forgets_the_written_output() {
 #[tokio::test]
 async fn setting_the_output_of_an_unknown_input_is_refused() {
     let t = fresh().await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
 
     let err = t
         .ledger
-        .set_input_output(Path::new("/in/ghost.jpg"), Path::new("/out/x.jpg"))
+        .set_input_output(run, Path::new("/in/ghost.jpg"), Path::new("/out/x.jpg"))
         .await
         .unwrap_err();
 
@@ -290,7 +327,11 @@ async fn setting_the_output_of_an_unknown_input_is_refused() {
 #[tokio::test]
 async fn an_empty_batch_records_nothing() {
     let t = fresh().await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
 
     t.ledger.record_inputs(run, &[]).await.unwrap();
 

@@ -232,7 +232,11 @@ async fn concurrent_opens_of_a_fresh_file_agree_on_one_product_serial() {
 #[tokio::test]
 async fn a_lock_held_past_the_busy_timeout_is_a_retryable_busy_error_naming_the_file() {
     let t = fresh().await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     let impatient = OpenOptions::new()
         .busy_timeout(Duration::from_millis(100))
         .open(&t.path)

@@ -9,7 +9,10 @@ use crate::support::{done_record, failure, fresh, image_in, input, record};
 async fn status_counts_equal_a_recount_after_a_mix_of_transitions() {
     let t = fresh().await;
     let l = &t.ledger;
-    let run = l.begin_run("test").await.unwrap();
+    let run = l
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     let shas = record(l, run, 0, 40).await;
     let claims = l.claim_for_upload(run, 30).await.unwrap();
     for (i, c) in claims.iter().enumerate() {
@@ -42,11 +45,17 @@ async fn status_counts_equal_a_recount_after_a_mix_of_transitions() {
 async fn run_progress_counts_the_runs_distinct_images_by_status_and_its_placed_inputs() {
     let t = fresh().await;
     let l = &t.ledger;
-    let other = l.begin_run("other").await.unwrap();
+    let other = l
+        .begin_run("other", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     l.record_inputs(other, &[input("/in/other.jpg", 9)])
         .await
         .unwrap();
-    let run = l.begin_run("test").await.unwrap();
+    let run = l
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     l.record_inputs(
         run,
         &[
@@ -63,7 +72,7 @@ async fn run_progress_counts_the_runs_distinct_images_by_status_and_its_placed_i
         .await
         .unwrap();
     let placed = l.run_unplaced(run, None, 10).await.unwrap();
-    l.set_input_output(&placed[0].input.path, Path::new("/out/x.jpg"))
+    l.set_input_output(run, &placed[0].input.path, Path::new("/out/x.jpg"))
         .await
         .unwrap();
 
@@ -89,7 +98,10 @@ async fn run_progress_counts_the_runs_distinct_images_by_status_and_its_placed_i
 async fn run_unplaced_pages_the_runs_done_inputs_without_an_output_by_path() {
     let t = fresh().await;
     let l = &t.ledger;
-    let run = l.begin_run("test").await.unwrap();
+    let run = l
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     let batch: Vec<_> = ["/in/c.jpg", "/in/a.jpg", "/in/b.jpg", "/in/d.jpg"]
         .iter()
         .map(|p| input(*p, 1))
@@ -105,7 +117,7 @@ async fn run_unplaced_pages_the_runs_done_inputs_without_an_output_by_path() {
         .unwrap();
     l.mark_processing(&one.sha256, "j").await.unwrap();
     l.mark_done(&one.sha256, &done_record(1)).await.unwrap();
-    l.set_input_output(Path::new("/in/b.jpg"), Path::new("/out/b.jpg"))
+    l.set_input_output(run, Path::new("/in/b.jpg"), Path::new("/out/b.jpg"))
         .await
         .unwrap();
 
@@ -136,11 +148,17 @@ async fn run_unplaced_pages_the_runs_done_inputs_without_an_output_by_path() {
 async fn run_inputs_pages_every_input_of_the_run_with_its_image_state() {
     let t = fresh().await;
     let l = &t.ledger;
-    let other = l.begin_run("other").await.unwrap();
+    let other = l
+        .begin_run("other", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     l.record_inputs(other, &[input("/in/0-other.jpg", 9)])
         .await
         .unwrap();
-    let run = l.begin_run("test").await.unwrap();
+    let run = l
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     record(l, run, 0, 5).await;
     let failed = l.claim_for_upload(run, 1).await.unwrap();
     l.mark_failed(&failed[0].sha256, &failure(7)).await.unwrap();
@@ -170,7 +188,10 @@ async fn run_inputs_pages_every_input_of_the_run_with_its_image_state() {
 async fn input_counts_count_inputs_by_their_images_outcome() {
     let t = fresh().await;
     let l = &t.ledger;
-    let run = l.begin_run("test").await.unwrap();
+    let run = l
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     l.record_inputs(
         run,
         &[
@@ -205,7 +226,10 @@ async fn input_counts_count_inputs_by_their_images_outcome() {
 async fn failure_groups_group_failed_images_by_code_largest_first() {
     let t = fresh().await;
     let l = &t.ledger;
-    let run = l.begin_run("test").await.unwrap();
+    let run = l
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     record(l, run, 0, 4).await;
     let claims = l.claim_for_upload(run, 4).await.unwrap();
     for (c, code) in claims.iter().zip([429, 500, 429, 429]) {
@@ -261,7 +285,10 @@ async fn run_in_flight_lists_only_the_runs_processing_images() {
     let t = fresh().await;
     let l = &t.ledger;
     image_in(l, 1, ImageStatus::Processing).await;
-    let run = l.begin_run("test").await.unwrap();
+    let run = l
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     record(l, run, 10, 2).await;
     let claims = l.claim_for_upload(run, 1).await.unwrap();
     l.mark_processing(&claims[0].sha256, "mine").await.unwrap();
@@ -300,7 +327,10 @@ async fn an_image_is_found_by_its_job_id() {
 async fn list_images_pages_by_sha256_optionally_within_one_status() {
     let t = fresh().await;
     let l = &t.ledger;
-    let run = l.begin_run("test").await.unwrap();
+    let run = l
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     let mut shas = record(l, run, 0, 5).await;
     shas.sort();
     let failed = l.claim_for_upload(run, 2).await.unwrap();
@@ -328,7 +358,10 @@ async fn list_images_pages_by_sha256_optionally_within_one_status() {
 async fn export_streams_every_image_and_every_input() {
     let t = fresh().await;
     let l = &t.ledger;
-    let run = l.begin_run("test").await.unwrap();
+    let run = l
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     l.record_inputs(
         run,
         &[

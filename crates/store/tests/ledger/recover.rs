@@ -12,7 +12,10 @@ async fn run_with_claims(
     first: u64,
     n: u64,
 ) -> (RunId, Vec<eraser_store::Sha256>) {
-    let run = ledger.begin_run("test").await.unwrap();
+    let run = ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     record(ledger, run, first, n).await;
     let claims = ledger
         .claim_for_upload(run, u32::try_from(n).unwrap())

@@ -79,7 +79,10 @@ pub fn done_record(n: u64) -> DoneRecord {
 
 /// Records image `n` for a new run and drives it to `status`; returns its hash.
 pub async fn image_in(ledger: &Ledger, n: u64, status: ImageStatus) -> Sha256 {
-    let run = ledger.begin_run("test").await.unwrap();
+    let run = ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     let sha = record(ledger, run, n, 1).await[0];
     if status == ImageStatus::New {
         return sha;

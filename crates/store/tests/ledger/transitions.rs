@@ -48,7 +48,11 @@ async fn recorded_images_start_new() {
 #[tokio::test]
 async fn claim_moves_new_images_of_the_run_to_uploading_held_by_the_run() {
     let t = fresh().await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     let shas = record(&t.ledger, run, 0, 3).await;
 
     let claims = t.ledger.claim_for_upload(run, 10).await.unwrap();
@@ -70,7 +74,11 @@ async fn claim_moves_new_images_of_the_run_to_uploading_held_by_the_run() {
 #[tokio::test]
 async fn claim_takes_at_most_n_and_never_the_same_image_twice() {
     let t = fresh().await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     record(&t.ledger, run, 0, 5).await;
 
     let first = t.ledger.claim_for_upload(run, 2).await.unwrap();
@@ -96,9 +104,17 @@ async fn claim_takes_at_most_n_and_never_the_same_image_twice() {
 #[tokio::test]
 async fn claim_skips_images_no_input_of_the_run_holds() {
     let t = fresh().await;
-    let earlier = t.ledger.begin_run("earlier").await.unwrap();
+    let earlier = t
+        .ledger
+        .begin_run("earlier", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     record(&t.ledger, earlier, 0, 2).await;
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     let mine = record(&t.ledger, run, 10, 1).await;
 
     let claims = t.ledger.claim_for_upload(run, 10).await.unwrap();
@@ -109,12 +125,20 @@ async fn claim_skips_images_no_input_of_the_run_holds() {
 #[tokio::test]
 async fn a_claim_carries_size_format_attempts_and_a_source_path_seen_by_the_run() {
     let t = fresh().await;
-    let old = t.ledger.begin_run("old").await.unwrap();
+    let old = t
+        .ledger
+        .begin_run("old", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     t.ledger
         .record_inputs(old, &[input("/in/a-old.jpg", 7)])
         .await
         .unwrap();
-    let run = t.ledger.begin_run("test").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     t.ledger
         .record_inputs(
             run,
@@ -166,7 +190,11 @@ async fn mark_done_records_the_result_and_clears_the_last_error() {
     let t = fresh().await;
     let sha = image_in(&t.ledger, 1, ImageStatus::Failed).await;
     t.ledger.requeue(None).await.unwrap();
-    let run = t.ledger.begin_run("retry").await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("retry", std::path::Path::new("/out"))
+        .await
+        .unwrap();
     record(&t.ledger, run, 1, 1).await;
     t.ledger.claim_for_upload(run, 1).await.unwrap();
     t.ledger.mark_processing(&sha, "job-2").await.unwrap();

@@ -1,0 +1,313 @@
+//! `eraser run`: turns flags and configuration into `pipeline::Options`, runs the pipeline and
+//! prints its summary (JSON on stdout with `--json`, the aligned block on stderr otherwise).
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use eraser_api::Client;
+use eraser_store::Ledger;
+
+use super::{print_warnings, say, stdout};
+use crate::cli::{GlobalArgs, RunArgs};
+use crate::config::{Config, Environment, Overrides};
+use crate::exit::{LedgerUnavailable, Status, UsageError};
+use crate::pipeline::{self, Hooks, InputSource, Options, Outcome, RunEnd};
+
+/// Runs the batch and reports how it ended.
+pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyhow::Result<Status> {
+    let over = Overrides {
+        config: global.config.clone(),
+        ledger: global.ledger.clone(),
+        api_base: args.api_base.clone(),
+        product_serial: args.product_serial.clone(),
+        product_code: args.product_code.clone(),
+        concurrency: args.concurrency,
+        job_timeout: args.job_timeout,
+        headers: args.headers.clone(),
+    };
+    let cfg = Config::resolve(&over, env)?;
+    print_warnings(&cfg, global.quiet);
+    let inputs = input_source(&args.inputs, args.null)?;
+    check_out(&args.out)?;
+
+    let ledger = open_or_create(&cfg.ledger.value).await?;
+    let serial = match &cfg.product_serial {
+        Some(serial) => serial.value.clone(),
+        None => ledger
+            .product_serial()
+            .await
+            .context("cannot read the ledger's product serial")?,
+    };
+    let hooks = Hooks::new(cfg.concurrency.value);
+    let client = build_client(&cfg, serial, args.max_upload_bytes, &hooks)?;
+    let opts = Options {
+        inputs,
+        out: args.out,
+        concurrency: cfg.concurrency.value,
+        upload_concurrency: args.upload_concurrency,
+        download_concurrency: args.download_concurrency,
+        hash_threads: args.hash_threads,
+        rate: args.rate,
+        job_timeout: cfg.job_timeout.value,
+        follow: args.follow,
+        link: args.link,
+        overwrite: args.overwrite,
+        retry_failed: args.retry_failed,
+        dry_run: args.dry_run,
+        anonymous_names: args.anonymous,
+        max_attempts: args.max_attempts,
+        max_upload_bytes: client.max_upload_bytes(),
+        progress: !global.quiet,
+        command_line: recorded_command_line(std::env::args_os()),
+    };
+    let outcome = pipeline::run(&ledger, &client, &opts, &hooks).await?;
+    ledger.close().await;
+    report(&outcome, args.json, global.quiet)?;
+    Ok(match outcome.end {
+        RunEnd::Complete => Status::Done,
+        RunEnd::SomeFailed => Status::SomeFailed,
+        RunEnd::Refused { .. } => Status::Refused,
+        RunEnd::Interrupted => Status::Interrupted,
+    })
+}
+
+/// `-` alone reads paths from stdin; otherwise the INPUTs are paths. `-0` needs `-`.
+fn input_source(inputs: &[PathBuf], nul: bool) -> Result<InputSource, UsageError> {
+    let dashes = inputs.iter().filter(|p| p.as_os_str() == "-").count();
+    match (dashes, inputs.len()) {
+        (1, 1) => Ok(InputSource::Stdin { nul }),
+        (0, _) if nul => Err(UsageError(
+            "-0/--null is for paths read from stdin: give `-` as the INPUT".into(),
+        )),
+        (0, _) => Ok(InputSource::Paths(inputs.to_vec())),
+        _ => Err(UsageError(
+            "`-` (paths from stdin) must be the only INPUT".into(),
+        )),
+    }
+}
+
+/// OUT may be missing (it is created) or a folder, never an existing file.
+fn check_out(out: &Path) -> Result<(), UsageError> {
+    match std::fs::metadata(out) {
+        Ok(meta) if !meta.is_dir() => Err(UsageError(format!(
+            "--out {} exists and is not a folder",
+            out.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Opens the ledger, creating it (and its folder) when missing.
+async fn open_or_create(path: &Path) -> Result<Ledger, LedgerUnavailable> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| LedgerUnavailable {
+            path: path.to_path_buf(),
+            cause: format!("cannot create the ledger's folder {}: {e}", dir.display()).into(),
+        })?;
+    }
+    Ledger::open(path).await.map_err(|e| LedgerUnavailable {
+        path: path.to_path_buf(),
+        cause: Box::new(e),
+    })
+}
+
+/// The API client for this configuration, reporting its retries to the pipeline's `hooks`;
+/// a client that cannot be built is a config error.
+fn build_client(
+    cfg: &Config,
+    serial: String,
+    max_upload: Option<u64>,
+    hooks: &Hooks,
+) -> anyhow::Result<Client> {
+    let mut builder = Client::builder()
+        .on_retry(hooks.retry_observer())
+        .base_url(cfg.api_base.value.clone())
+        .product_serial(serial)
+        .product_code(cfg.product_code.value.clone())
+        .token(cfg.token.as_ref().map(|t| t.value.clone()));
+    for h in &cfg.headers {
+        builder = builder.header(h.name.clone(), h.value.clone());
+    }
+    if let Some(n) = max_upload {
+        builder = builder.max_upload_bytes(n);
+    }
+    builder.build().map_err(|e| {
+        anyhow::Error::new(e).context(UsageError(format!(
+            "cannot set up the API client for {}",
+            cfg.api_base.value
+        )))
+    })
+}
+
+/// Prints the summary: one JSON object on stdout with `--json` (the Summary's fields plus
+/// `"end"`), else the aligned block on stderr unless `--quiet`; then how the run ended.
+fn report(outcome: &Outcome, json: bool, quiet: bool) -> anyhow::Result<()> {
+    if json {
+        let text = summary_json(outcome)?;
+        let mut out = stdout();
+        writeln!(out, "{text}")
+            .and_then(|()| out.flush())
+            .context("writing the summary to stdout")?;
+    } else if !quiet {
+        say(outcome.summary.render().trim_end());
+    }
+    match &outcome.end {
+        RunEnd::Refused { code, message } => say(&format!(
+            "error: the service refuses work (code {code}: {message}); submitting stopped, \
+             the images not tried stay new"
+        )),
+        RunEnd::Interrupted if !quiet => say("interrupted: rerun the same command to resume"),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The `--json` summary: the Summary's fields, `"end"` (`complete`, `some_failed`, `refused`,
+/// `interrupted`) and, when refused, `"refused": {"code", "message"}`.
+fn summary_json(outcome: &Outcome) -> anyhow::Result<String> {
+    let mut value = serde_json::to_value(&outcome.summary).context("encoding the summary")?;
+    let end = match &outcome.end {
+        RunEnd::Complete => "complete",
+        RunEnd::SomeFailed => "some_failed",
+        RunEnd::Refused { .. } => "refused",
+        RunEnd::Interrupted => "interrupted",
+    };
+    if let Some(map) = value.as_object_mut() {
+        map.insert("end".into(), end.into());
+        if let RunEnd::Refused { code, message } = &outcome.end {
+            map.insert(
+                "refused".into(),
+                serde_json::json!({ "code": code, "message": message }),
+            );
+        }
+    }
+    serde_json::to_string(&value).context("encoding the summary")
+}
+
+/// The command line as recorded in the ledger: every `--header` value replaced by `<redacted>`
+/// (headers may carry credentials), arguments with spaces or quotes single-quoted.
+fn recorded_command_line(args: impl IntoIterator<Item = OsString>) -> String {
+    let mut words = Vec::new();
+    let mut header_value_next = false;
+    for arg in args {
+        let arg = arg.to_string_lossy().into_owned();
+        let word = if std::mem::take(&mut header_value_next) {
+            redact_header(&arg)
+        } else if arg == "--header" {
+            header_value_next = true;
+            arg
+        } else if let Some(value) = arg.strip_prefix("--header=") {
+            format!("--header={}", redact_header(value))
+        } else {
+            arg
+        };
+        words.push(shell_quote(&word));
+    }
+    words.join(" ")
+}
+
+fn redact_header(header: &str) -> String {
+    match header.split_once(':') {
+        Some((name, _)) => format!("{}: <redacted>", name.trim()),
+        None => "<redacted>".into(),
+    }
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::Summary;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_lone_dash_reads_stdin() {
+        let src = input_source(&["-".into()], true);
+        assert!(matches!(src, Ok(InputSource::Stdin { nul: true })));
+    }
+
+    #[test]
+    fn dash_mixed_with_paths_is_a_usage_error() {
+        assert!(input_source(&["-".into(), "a".into()], false).is_err());
+    }
+
+    #[test]
+    fn null_without_dash_is_a_usage_error() {
+        assert!(input_source(&["a".into()], true).is_err());
+    }
+
+    #[test]
+    fn paths_are_passed_on_in_order() {
+        let src = input_source(&["b".into(), "a".into()], false);
+        assert!(
+            matches!(src, Ok(InputSource::Paths(p)) if p == [PathBuf::from("b"), PathBuf::from("a")])
+        );
+    }
+
+    #[test]
+    fn out_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").expect("write");
+        assert!(check_out(&file).is_err());
+        assert!(check_out(dir.path()).is_ok());
+        assert!(check_out(&dir.path().join("new")).is_ok());
+    }
+
+    #[test]
+    fn header_values_are_not_recorded() {
+        let line = recorded_command_line(os(&[
+            "eraser",
+            "run",
+            "--header",
+            "Authorization: Bearer s3cret",
+            "--header=X-Key:s3cret",
+            "in",
+        ]));
+        assert!(!line.contains("s3cret"), "{line}");
+        assert_eq!(
+            line,
+            "eraser run --header 'Authorization: <redacted>' '--header=X-Key: <redacted>' in"
+        );
+    }
+
+    #[test]
+    fn arguments_with_spaces_are_quoted() {
+        assert_eq!(
+            recorded_command_line(os(&["a b", "it's"])),
+            r"'a b' 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn json_summary_carries_the_end() {
+        let outcome = Outcome {
+            end: RunEnd::Refused {
+                code: 300010,
+                message: "no credits".into(),
+            },
+            summary: Summary::default(),
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&summary_json(&outcome).expect("json")).expect("valid json");
+        assert_eq!(value["end"], "refused");
+        assert_eq!(value["refused"]["code"], 300010);
+        assert!(value.get("uploads").is_some());
+    }
+}

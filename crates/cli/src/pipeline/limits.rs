@@ -1,0 +1,168 @@
+//! How hard eraser pushes the service: adaptive jobs-in-flight (AIMD) and an optional
+//! request-rate cap.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eraser_api::RetryEvent;
+
+use crate::progress::Counters;
+
+/// Jobs-in-flight limit: starts at `-j`, halves when the service answers 429 (at most once per
+/// cool-down), grows back by one per `limit` completed jobs.
+#[derive(Debug)]
+pub struct Limiter {
+    max: f64,
+    state: Mutex<LimiterState>,
+}
+
+#[derive(Debug)]
+struct LimiterState {
+    limit: f64,
+    last_cut: Option<Instant>,
+    lowest: f64,
+}
+
+const COOL_DOWN: Duration = Duration::from_secs(2);
+
+impl Limiter {
+    pub fn new(max: usize) -> Self {
+        let max = max.max(1) as f64;
+        Self {
+            max,
+            state: Mutex::new(LimiterState {
+                limit: max,
+                last_cut: None,
+                lowest: max,
+            }),
+        }
+    }
+
+    /// Jobs allowed in flight now.
+    pub fn current(&self) -> usize {
+        self.lock().limit.floor().max(1.0) as usize
+    }
+
+    /// The lowest limit the run was pushed down to.
+    pub fn settled(&self) -> usize {
+        let s = self.lock();
+        s.limit.min(s.lowest.max(1.0)).floor().max(1.0) as usize
+    }
+
+    /// The service said "too many": halve, unless we just did.
+    pub fn throttled(&self) {
+        let mut s = self.lock();
+        if s.last_cut.is_none_or(|t| t.elapsed() >= COOL_DOWN) {
+            s.limit = (s.limit / 2.0).max(1.0);
+            s.lowest = s.lowest.min(s.limit);
+            s.last_cut = Some(Instant::now());
+            tracing::info!(
+                "service is throttling: jobs in flight limited to {}",
+                s.limit.floor()
+            );
+        }
+    }
+
+    /// A job finished: grow back slowly.
+    pub fn completed(&self) {
+        let mut s = self.lock();
+        s.limit = (s.limit + 1.0 / s.limit).min(self.max);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LimiterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A cap on API requests per second (`--rate`), shared by every request.
+#[derive(Debug)]
+pub struct RateLimit {
+    interval: Duration,
+    next: tokio::sync::Mutex<Instant>,
+}
+
+impl RateLimit {
+    pub fn new(per_second: f64) -> Option<Self> {
+        (per_second.is_finite() && per_second > 0.0).then(|| Self {
+            interval: Duration::from_secs_f64(1.0 / per_second),
+            next: tokio::sync::Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Waits for the next request slot.
+    pub async fn wait(&self) {
+        let at = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let at = (*next).max(now);
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// What the pipeline shares with the API client before the client is built.
+#[derive(Debug, Clone)]
+pub struct Hooks {
+    pub counters: Arc<Counters>,
+    pub limiter: Arc<Limiter>,
+}
+
+impl Hooks {
+    pub fn new(concurrency: usize) -> Self {
+        Self {
+            counters: Arc::new(Counters::default()),
+            limiter: Arc::new(Limiter::new(concurrency)),
+        }
+    }
+
+    /// The client's retry observer: counts retries and turns 429s into a lower limit.
+    pub fn retry_observer(&self) -> Arc<dyn Fn(&RetryEvent) + Send + Sync> {
+        let hooks = self.clone();
+        Arc::new(move |ev: &RetryEvent| {
+            Counters::add(&hooks.counters.retries, 1);
+            if ev.status == Some(429) {
+                Counters::add(&hooks.counters.throttled, 1);
+                hooks.limiter.throttled();
+            }
+            tracing::debug!(
+                "{} attempt {} failed (status {:?}); retrying in {:?}",
+                ev.operation,
+                ev.attempt,
+                ev.status,
+                ev.delay
+            );
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_halves_and_completions_grow_back() {
+        let l = Limiter::new(32);
+        l.throttled();
+        assert_eq!(l.current(), 16);
+        l.throttled(); // within the cool-down: ignored
+        assert_eq!(l.current(), 16);
+        for _ in 0..20 {
+            l.completed();
+        }
+        assert_eq!(l.current(), 17);
+        assert_eq!(l.settled(), 16);
+    }
+
+    #[test]
+    fn never_below_one_nor_above_max() {
+        let l = Limiter::new(1);
+        l.throttled();
+        assert_eq!(l.current(), 1);
+        for _ in 0..10 {
+            l.completed();
+        }
+        assert_eq!(l.current(), 1);
+    }
+}

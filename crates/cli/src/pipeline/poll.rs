@@ -1,0 +1,147 @@
+//! When to ask about a job: one schedule for every job in flight.
+//!
+//! The first `get-job` goes out near the job's expected completion, learned from the jobs
+//! already finished (per size class); after that, short intervals growing by half each time,
+//! with jitter, so completions are seen quickly without hammering the service.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use eraser_store::Sha256;
+
+/// Guess before any job has finished.
+const INITIAL_ESTIMATE: Duration = Duration::from_secs(1);
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_INTERVAL: Duration = Duration::from_secs(5);
+/// Polled a bit after the estimate, so the first look usually finds the job done.
+const MARGIN: Duration = Duration::from_millis(40);
+
+/// Running estimate of processing time, overall and per size class (powers of 4 bytes).
+#[derive(Debug, Default)]
+pub struct Eta {
+    overall: Option<f64>,
+    by_class: Vec<Option<f64>>,
+}
+
+impl Eta {
+    fn class(size: u64) -> usize {
+        ((64 - size.max(1).leading_zeros()) / 2) as usize
+    }
+
+    /// Expected processing time of a job of `size` bytes.
+    pub fn expect(&self, size: u64) -> Duration {
+        let secs = self
+            .by_class
+            .get(Self::class(size))
+            .copied()
+            .flatten()
+            .or(self.overall)
+            .unwrap_or(INITIAL_ESTIMATE.as_secs_f64());
+        Duration::from_secs_f64(secs)
+    }
+
+    /// A job of `size` finished somewhere between `lower` and `upper` after it was submitted.
+    pub fn learn(&mut self, size: u64, lower: Duration, upper: Duration) {
+        let sample = if lower.is_zero() {
+            // Done at the first look: it may have finished well before; nudge the estimate down.
+            upper.as_secs_f64() * 0.9
+        } else {
+            (lower.as_secs_f64() + upper.as_secs_f64()) / 2.0
+        };
+        let blend = |old: Option<f64>| Some(old.map_or(sample, |o| o * 0.7 + sample * 0.3));
+        self.overall = blend(self.overall);
+        let c = Self::class(size);
+        if self.by_class.len() <= c {
+            self.by_class.resize(c + 1, None);
+        }
+        self.by_class[c] = blend(self.by_class[c]);
+    }
+}
+
+/// The delay before the next look at a job that was still in progress after `polls` looks.
+pub fn next_interval(expected: Duration, polls: u32) -> Duration {
+    let base = (expected / 10).clamp(MIN_INTERVAL, MAX_INTERVAL);
+    let grown = base.mul_f64(1.5f64.powi(polls.saturating_sub(1).min(20) as i32));
+    jitter(grown.min(MAX_INTERVAL))
+}
+
+/// The delay before the first look at a job submitted just now.
+pub fn first_delay(expected: Duration) -> Duration {
+    expected + MARGIN
+}
+
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+/// Jobs ordered by when they are next due.
+#[derive(Debug, Default)]
+pub struct Schedule {
+    heap: BinaryHeap<Reverse<(Instant, Sha256)>>,
+}
+
+impl Schedule {
+    pub fn at(&mut self, when: Instant, sha: Sha256) {
+        self.heap.push(Reverse((when, sha)));
+    }
+
+    /// When the earliest job is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Takes the next job due by `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<Sha256> {
+        match self.heap.peek() {
+            Some(Reverse((t, _))) if *t <= now => self.heap.pop().map(|Reverse((_, s))| s),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_follows_observed_durations() {
+        let mut eta = Eta::default();
+        assert_eq!(eta.expect(1000), INITIAL_ESTIMATE);
+        for _ in 0..20 {
+            eta.learn(
+                1000,
+                Duration::from_millis(2900),
+                Duration::from_millis(3100),
+            );
+        }
+        let e = eta.expect(1000).as_secs_f64();
+        assert!((e - 3.0).abs() < 0.1, "{e}");
+    }
+
+    #[test]
+    fn unknown_size_class_uses_the_overall_estimate() {
+        let mut eta = Eta::default();
+        eta.learn(1000, Duration::from_secs(2), Duration::from_secs(2));
+        assert_eq!(eta.expect(10_000_000), eta.expect(1000));
+    }
+
+    #[test]
+    fn intervals_grow_and_stay_bounded() {
+        let e = Duration::from_secs(10);
+        assert!(next_interval(e, 1) <= Duration::from_millis(1200));
+        assert!(next_interval(e, 30) <= MAX_INTERVAL.mul_f64(1.2));
+        assert!(next_interval(Duration::ZERO, 1) >= MIN_INTERVAL.mul_f64(0.8));
+    }
+
+    #[test]
+    fn schedule_yields_due_jobs_in_order() {
+        let mut s = Schedule::default();
+        let now = Instant::now();
+        s.at(now + Duration::from_secs(2), Sha256([2; 32]));
+        s.at(now, Sha256([1; 32]));
+        assert_eq!(s.pop_due(now), Some(Sha256([1; 32])));
+        assert_eq!(s.pop_due(now), None);
+        assert_eq!(s.next_due(), Some(now + Duration::from_secs(2)));
+    }
+}
