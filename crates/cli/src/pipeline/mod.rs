@@ -189,6 +189,7 @@ pub async fn run(
         end: None,
         run_failures: BTreeMap::new(),
         given_up: HashSet::new(),
+        exhausted: false,
     };
 
     let mut scan_errors = Vec::new();
@@ -223,7 +224,7 @@ pub async fn run(
             }
             let mut claimed = 0;
             if coordinator.end.is_none() {
-                claimed = coordinator.top_up().await?;
+                claimed = coordinator.top_up(scan_done).await?;
                 if last_refresh.elapsed() >= REFRESH {
                     coordinator.adopt_in_flight().await?;
                     last_refresh = Instant::now();
@@ -242,6 +243,7 @@ pub async fn run(
                 if waiting == 0 && !claimable {
                     break;
                 }
+                coordinator.exhausted = false;
                 if waiting > 0 && coordinator.jobs.is_empty() {
                     // Another run holds these; wait for it to get job ids, then poll them too.
                     coordinator.adopt_in_flight().await?;
@@ -438,6 +440,9 @@ struct Coordinator {
     run_failures: BTreeMap<String, FailureCount>,
     /// Done jobs whose result could not be fetched this run; left `processing` for the next.
     given_up: HashSet<Sha256>,
+    /// The scan is over and the last claim found fewer images than it asked for: claiming
+    /// again finds nothing until something is put back in the queue.
+    exhausted: bool,
 }
 
 #[derive(Debug, Default)]
@@ -466,7 +471,7 @@ impl Coordinator {
     }
 
     /// Claims new images for the free job slots and starts their uploads.
-    async fn top_up(&mut self) -> anyhow::Result<usize> {
+    async fn top_up(&mut self, scan_done: bool) -> anyhow::Result<usize> {
         let in_flight = self.jobs.len() + self.uploading.len();
         // Claim no more than can be sent right away: a claim waiting for an upload slot would
         // still be sent after the service started refusing, and is a repeat risk at a kill.
@@ -480,15 +485,17 @@ impl Coordinator {
             .current()
             .saturating_sub(in_flight)
             .min(sendable);
-        if free == 0 {
+        if free == 0 || self.exhausted {
             return Ok(0);
         }
+        let asked = free.min(256);
         let claims = self
             .ledger
-            .claim_for_upload(self.run, free.min(256) as u32)
+            .claim_for_upload(self.run, asked as u32)
             .await
             .context("claiming images to upload")?;
         let n = claims.len();
+        self.exhausted = scan_done && n < asked;
         for claim in claims {
             self.uploading.insert(claim.sha256, ());
             let client = self.client.clone();
@@ -659,6 +666,10 @@ impl Coordinator {
                     )
                     .await?;
                     self.refusal(code, message, sha).await?;
+                } else if matches!(e, eraser_api::Error::InputChanged { .. }) {
+                    // Nothing was uploaded under the old hash; the next run hashes the new bytes.
+                    let msg = format!("{e}; not uploaded, the next run hashes it again");
+                    self.fail(&sha, None, &msg, true).await?;
                 } else if matches!(e, eraser_api::Error::InvalidInput { .. }) {
                     self.fail(&sha, None, &format!("{e}"), false).await?;
                 } else if e.is_retryable() {
@@ -810,6 +821,7 @@ impl Coordinator {
     async fn retry_within_run(&mut self, sha: &Sha256, attempts: u32) -> anyhow::Result<()> {
         if attempts < self.opts.max_attempts {
             self.ledger.requeue(Some(&[*sha])).await?;
+            self.exhausted = false;
         }
         Ok(())
     }
