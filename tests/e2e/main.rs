@@ -1,1 +1,31 @@
-//! End-to-end tests.
+//! End-to-end tests: the real `eraser` binary against the emulator on 127.0.0.1.
+//!
+//! Each test owns its emulator, its temp tree (inputs, OUT, ledger) and its sealed environment,
+//! so tests run in parallel. The binary is the one next to this test executable, built first
+//! when it is missing or older than its sources (see `util::eraser_bin`).
+
+/// Shared fixtures: temp tree, the `eraser` command, images, output checks, `wait_for`.
+mod util;
+
+/// Concurrent runs on one ledger: each image uploaded once, both OUTs complete.
+mod concurrent;
+/// Dedupe: identical bytes are uploaded once, within a batch and across batches.
+mod dedupe;
+/// `--dry-run`: counts what would be uploaded, uploads and writes nothing.
+mod dry_run;
+/// Job failures: exit 1, outputs only for the good, failed left alone unless `--retry-failed`.
+mod failures;
+/// Transport and service faults (500, 429, drops, garbage, CDN errors, truncation) are absorbed.
+mod faults;
+/// SIGINT: exit 130, and the rerun completes without uploading anything twice.
+mod interrupt;
+/// SIGKILL at random moments, then a rerun: valid outputs, no leftovers, bounded extra uploads.
+mod kill;
+/// `eraser ledger status|list|show|retry|verify|export`.
+mod ledger_cmd;
+/// Systemic refusal: exit 3 naming the cause, few requests, untried images stay `new`.
+mod refusal;
+/// Reruns: nothing uploaded or downloaded again; deleted outputs come back without uploads.
+mod resume;
+/// Output layout: mirrored paths, shared stems, file inputs.
+mod run;

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, Take};
 use tokio_util::io::ReaderStream;
 
 use crate::model::CODE_SUCCESS;
+use crate::response::{Answer, refusal};
 use crate::{Client, CreateJob, Error, ImageFormat, JobId, Result};
 
 const CREATE_JOB_PATH: [&str; 5] = [
@@ -67,16 +68,23 @@ impl Client {
             }
             let response = sent.map_err(|e| self.transport_error(&e, &url))?;
             let answer = self.read_answer(response).await?;
-            if answer.envelope.code != CODE_SUCCESS {
-                return Err(self.api_error(answer.envelope));
-            }
-            answer
-                .envelope
-                .job_id()
-                .map_err(|reason| Error::Protocol { reason })
+            job_id_of(answer, self.secret())
         })
         .await
     }
+}
+
+/// The job a create-job answer announces: a failure code is an [`Error::Api`] (its message
+/// cleaned of control characters and of `secret`), a success without a usable `job_id` is an
+/// [`Error::Protocol`].
+pub(crate) fn job_id_of(answer: Answer, secret: Option<&str>) -> Result<JobId> {
+    if answer.envelope.code != CODE_SUCCESS {
+        return Err(refusal(answer.envelope, secret));
+    }
+    answer
+        .envelope
+        .job_id()
+        .map_err(|reason| Error::Protocol { reason })
 }
 
 /// What went wrong inside the body stream, kept for the caller of `send`.

@@ -120,7 +120,59 @@ mod tests {
         assert_eq!(ImageFormat::from_name("gif"), None);
     }
 
+    /// Magic-byte templates: JPEG SOI, PNG signature, RIFF/WEBP with a zero size.
+    const MAGICS: [&[u8]; 3] = [b"\xFF\xD8\xFF", b"\x89PNG\r\n\x1a\n", b"RIFF\0\0\0\0WEBP"];
+
+    /// Whether `head` carries the magic bytes of `format`.
+    fn has_magic(head: &[u8], format: ImageFormat) -> bool {
+        match format {
+            ImageFormat::Jpeg => head.starts_with(b"\xFF\xD8\xFF"),
+            ImageFormat::Png => head.starts_with(b"\x89PNG\r\n\x1a\n"),
+            ImageFormat::Webp => head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WEBP"),
+        }
+    }
+
+    /// Heads near an image's: a magic template with a tail, maybe one byte changed, maybe cut
+    /// short; or plain random bytes.
+    fn near_image_heads() -> impl Strategy<Value = Vec<u8>> {
+        let near = (
+            0..MAGICS.len(),
+            proptest::collection::vec(any::<u8>(), 0..20),
+            any::<Option<(proptest::sample::Index, u8)>>(),
+            0..40usize,
+        )
+            .prop_map(|(which, tail, change, cut)| {
+                let mut head = MAGICS[which].to_vec();
+                head.extend(tail);
+                if let Some((at, byte)) = change {
+                    let at = at.index(head.len());
+                    head[at] = byte;
+                }
+                head.truncate(cut);
+                head
+            });
+        prop_oneof![near, proptest::collection::vec(any::<u8>(), 0..40)]
+    }
+
     proptest! {
+        #[test]
+        fn a_detected_format_implies_its_magic_bytes(head in near_image_heads()) {
+            if let Some(format) = ImageFormat::detect(&head) {
+                prop_assert!(has_magic(&head, format), "{format:?} detected in {head:?}");
+            }
+        }
+
+        #[test]
+        fn magic_bytes_are_detected_whatever_follows(
+            which in 0..MAGICS.len(),
+            tail in proptest::collection::vec(any::<u8>(), 0..20),
+        ) {
+            let mut head = MAGICS[which].to_vec();
+            head.extend(tail);
+            let expected = [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp][which];
+            prop_assert_eq!(ImageFormat::detect(&head), Some(expected));
+        }
+
         #[test]
         fn detection_only_looks_at_the_first_twelve_bytes(head in proptest::collection::vec(any::<u8>(), 0..64)) {
             let cut = &head[..head.len().min(12)];

@@ -2,6 +2,8 @@
 //! progress, any other code failed.
 
 use crate::client::usable_in_path;
+use crate::error::clean_foreign_text;
+use crate::response::Answer;
 use crate::{Client, Error, JobId, JobState, Result};
 
 const GET_JOB_PATH: [&str; 5] = ["api", "magiceraser", "v2", "ai-remove-object", "get-job"];
@@ -33,21 +35,27 @@ impl Client {
                 .await
                 .map_err(|e| self.transport_error(&e, &url))?;
             let answer = self.read_answer(response).await?;
-            let state =
-                answer
-                    .envelope
-                    .job_state(answer.raw)
-                    .map_err(|reason| Error::Protocol {
-                        reason: format!("job {}: {reason}", self.clean_message(id.as_str())),
-                    })?;
-            Ok(match state {
-                JobState::Failed { code, message } => JobState::Failed {
-                    code,
-                    message: self.clean_message(&message),
-                },
-                other => other,
-            })
+            job_state_of(answer, id, self.secret())
         })
         .await
     }
+}
+
+/// What a get-job answer says about job `id`: its state, with a failure's message cleaned of
+/// control characters and of `secret` (the token), or [`Error::Protocol`] for a reply that
+/// breaks the protocol (such as "done" without an output URL).
+pub(crate) fn job_state_of(answer: Answer, id: &JobId, secret: Option<&str>) -> Result<JobState> {
+    let state = answer
+        .envelope
+        .job_state(answer.raw)
+        .map_err(|reason| Error::Protocol {
+            reason: format!("job {}: {reason}", clean_foreign_text(id.as_str(), secret)),
+        })?;
+    Ok(match state {
+        JobState::Failed { code, message } => JobState::Failed {
+            code,
+            message: clean_foreign_text(&message, secret),
+        },
+        other => other,
+    })
 }

@@ -63,6 +63,8 @@ mod create_job;
 mod download;
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod get_job;
 mod model;
 mod response;

@@ -51,23 +51,12 @@ impl Client {
         }
 
         let body = self.read_bounded(response, limit).await?;
-        let envelope = Envelope::parse(&body).map_err(|e| Error::Decode {
-            url: display_url(&url),
-            reason: match e {
-                EnvelopeError::NotJson if body.is_empty() => "the body is empty".to_owned(),
-                other => other.to_string(),
-            },
-        })?;
-        let raw = String::from_utf8_lossy(&body).into_owned();
-        Ok(Answer { envelope, raw })
+        decode_answer(&body, &url)
     }
 
     /// A failure envelope as an [`Error::Api`], its message made safe to print.
     pub(crate) fn api_error(&self, envelope: Envelope) -> Error {
-        Error::Api {
-            code: envelope.code,
-            message: self.clean_message(&envelope.message),
-        }
+        refusal(envelope, self.secret())
     }
 
     /// Server text made safe to print (no control characters, no token, bounded).
@@ -108,5 +97,28 @@ impl Client {
             body.extend_from_slice(&chunk);
         }
         Ok(body)
+    }
+}
+
+/// Decodes a 2xx body read from `url` into its envelope: the step every endpoint takes after
+/// reading the body. Not the service's JSON → [`Error::Decode`] (retryable).
+pub(crate) fn decode_answer(body: &[u8], url: &Url) -> Result<Answer> {
+    let envelope = Envelope::parse(body).map_err(|e| Error::Decode {
+        url: display_url(url),
+        reason: match e {
+            EnvelopeError::NotJson if body.is_empty() => "the body is empty".to_owned(),
+            other => other.to_string(),
+        },
+    })?;
+    let raw = String::from_utf8_lossy(body).into_owned();
+    Ok(Answer { envelope, raw })
+}
+
+/// A failure envelope as an [`Error::Api`], its message cleaned of control characters and of
+/// `secret` (the token), and bounded.
+pub(crate) fn refusal(envelope: Envelope, secret: Option<&str>) -> Error {
+    Error::Api {
+        code: envelope.code,
+        message: clean_foreign_text(&envelope.message, secret),
     }
 }

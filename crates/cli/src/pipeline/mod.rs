@@ -245,7 +245,15 @@ pub async fn run(
                 }
                 coordinator.exhausted = false;
                 if waiting > 0 && coordinator.jobs.is_empty() {
-                    // Another run holds these; wait for it to get job ids, then poll them too.
+                    // Another run holds these: wait for it to get job ids, then poll them too;
+                    // if it died meanwhile, take its claims back and upload them here.
+                    if p.images.uploading > 0 {
+                        let n = ledger.recover(STALE_AFTER).await?;
+                        if n > 0 {
+                            Counters::add(&counters.repeat_uploads, n);
+                            coordinator.exhausted = false;
+                        }
+                    }
                     coordinator.adopt_in_flight().await?;
                 }
             }
