@@ -141,14 +141,6 @@ const MAX_FOREIGN_TEXT: usize = 300;
 /// Makes server-provided text safe to print: control characters (terminal escapes, newlines)
 /// become spaces, the token (if the server echoed it) is masked, and the length is bounded.
 pub(crate) fn clean_foreign_text(text: &str, secret: Option<&str>) -> String {
-    let masked;
-    let text = match secret {
-        Some(secret) if !secret.is_empty() && text.contains(secret) => {
-            masked = text.replace(secret, "<redacted>");
-            masked.as_str()
-        }
-        _ => text,
-    };
     let mut out = String::with_capacity(text.len().min(MAX_FOREIGN_TEXT + 3));
     for (count, ch) in text.chars().enumerate() {
         if count == MAX_FOREIGN_TEXT {
@@ -156,6 +148,36 @@ pub(crate) fn clean_foreign_text(text: &str, secret: Option<&str>) -> String {
             break;
         }
         out.push(if ch.is_control() { ' ' } else { ch });
+    }
+    // Masked after control characters became spaces, so a token echoed with a tab or newline
+    // in place of its space is caught too.
+    match secret {
+        Some(secret) => mask_secret(&out, secret),
+        None => out,
+    }
+}
+
+/// Replaces the secret, each of its whitespace-separated parts long enough to be secret on
+/// their own (`Bearer <value>` → `<value>`), and the secret with its whitespace changed.
+pub(crate) fn mask_secret(text: &str, secret: &str) -> String {
+    let mut out = text.to_owned();
+    let secret = secret.trim();
+    if secret.is_empty() {
+        return out;
+    }
+    let spaced: String = secret
+        .chars()
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect();
+    for needle in [secret, spaced.as_str()] {
+        if out.contains(needle) {
+            out = out.replace(needle, "<redacted>");
+        }
+    }
+    for part in secret.split_whitespace().filter(|p| p.len() >= 8) {
+        if out.contains(part) {
+            out = out.replace(part, "<redacted>");
+        }
     }
     out
 }

@@ -56,6 +56,13 @@ pub(crate) fn job_state_of(answer: Answer, id: &JobId, secret: Option<&str>) -> 
             code,
             message: clean_foreign_text(&message, secret),
         },
+        // The raw reply is kept in the ledger: a server echoing the token must not put it there.
+        JobState::Done(mut done) => {
+            if let Some(secret) = secret {
+                done.raw = crate::error::mask_secret(&done.raw, secret);
+            }
+            JobState::Done(done)
+        }
         other => other,
     })
 }
