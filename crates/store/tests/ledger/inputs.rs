@@ -2,10 +2,10 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use eraser_store::{Error, ErrorKind, ImageStatus, KnownInput};
+use eraser_store::{Error, ErrorKind, ImageStatus, InputRecord, KnownInput};
 use futures_util::TryStreamExt;
 
-use crate::support::{fresh, input, sha};
+use crate::support::{fresh, input, record, sha};
 
 fn awkward_paths() -> Vec<PathBuf> {
     vec![
@@ -336,4 +336,53 @@ async fn an_empty_batch_records_nothing() {
     t.ledger.record_inputs(run, &[]).await.unwrap();
 
     assert_eq!(t.ledger.input_counts().await.unwrap().total, 0);
+}
+
+#[tokio::test]
+async fn two_runs_over_the_same_paths_each_keep_their_own_inputs_and_outputs() {
+    let t = fresh().await;
+    let a = t.ledger.begin_run("a", Path::new("/out-a")).await.unwrap();
+    let b = t.ledger.begin_run("b", Path::new("/out-b")).await.unwrap();
+    let in_a = InputRecord {
+        planned_output: "/out-a/x.jpg".into(),
+        ..input("/in/x.jpg", 1)
+    };
+    let in_b = InputRecord {
+        planned_output: "/out-b/x.jpg".into(),
+        ..input("/in/x.jpg", 1)
+    };
+    t.ledger.record_inputs(a, &[in_a]).await.unwrap();
+    t.ledger.record_inputs(b, &[in_b]).await.unwrap();
+
+    // Both runs still count the input as theirs (the later record took nothing from the first).
+    assert_eq!(t.ledger.run_progress(a).await.unwrap().inputs, 1);
+    assert_eq!(t.ledger.run_progress(b).await.unwrap().inputs, 1);
+    let of_a = t.ledger.run_inputs_of_image(a, &sha(1)).await.unwrap();
+    let of_b = t.ledger.run_inputs_of_image(b, &sha(1)).await.unwrap();
+    assert_eq!(
+        of_a[0].planned_output.as_deref(),
+        Some(Path::new("/out-a/x.jpg"))
+    );
+    assert_eq!(
+        of_b[0].planned_output.as_deref(),
+        Some(Path::new("/out-b/x.jpg"))
+    );
+
+    t.ledger
+        .set_input_output(a, Path::new("/in/x.jpg"), Path::new("/out-a/x.jpg"))
+        .await
+        .unwrap();
+    assert_eq!(t.ledger.run_progress(a).await.unwrap().inputs_placed, 1);
+    assert_eq!(t.ledger.run_progress(b).await.unwrap().inputs_placed, 0);
+}
+
+#[tokio::test]
+async fn a_finished_run_forgets_its_membership() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
+    record(&t.ledger, run, 0, 3).await;
+    assert_eq!(t.ledger.run_progress(run).await.unwrap().inputs, 3);
+    t.ledger.finish_run(run, "complete", "{}").await.unwrap();
+    assert_eq!(t.ledger.run_progress(run).await.unwrap().inputs, 0);
+    assert_eq!(t.ledger.input_counts().await.unwrap().total, 3);
 }
