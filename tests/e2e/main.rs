@@ -7,6 +7,8 @@
 /// Shared fixtures: temp tree, the `eraser` command, images, output checks, `wait_for`.
 mod util;
 
+/// Bad input: non-images, cut JPEGs, size limit, link loops, odd names, files moving mid-run.
+mod bad_input;
 /// Concurrent runs on one ledger: each image uploaded once, both OUTs complete.
 mod concurrent;
 /// Dedupe: identical bytes are uploaded once, within a batch and across batches.

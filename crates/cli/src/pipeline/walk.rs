@@ -111,11 +111,8 @@ fn covering_roots(paths: &[PathBuf], tx: &mpsc::Sender<WalkEvent>) -> Vec<Root> 
         .collect();
     let mut seen = HashSet::new();
     let mut roots = Vec::new();
-    for (i, (path, is_dir)) in resolved.iter().enumerate() {
-        let covered = dirs
-            .iter()
-            .enumerate()
-            .any(|(j, d)| path != d && path.starts_with(d) && Some(j) != Some(i));
+    for (path, is_dir) in &resolved {
+        let covered = dirs.iter().any(|d| path != d && path.starts_with(d));
         if covered || !seen.insert(path.clone()) {
             tracing::info!("{} is already covered by another INPUT", path.display());
             continue;
@@ -256,7 +253,12 @@ impl Walker {
     fn add_root(self: &Arc<Self>, root: Root) {
         match root {
             Root::Dir { path } => {
-                if dir_id(&path).is_some_and(|id| Some(id) == self.out_id) {
+                let id = dir_id(&path);
+                if id.is_some_and(|id| Some(id) == self.out_id) {
+                    return;
+                }
+                // A link back to a root (with --follow) must find it visited.
+                if id.is_some_and(|id| !lock(&self.visited).insert(id)) {
                     return;
                 }
                 self.push(DirJob {
