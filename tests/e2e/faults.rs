@@ -1,0 +1,108 @@
+//! Service and transport faults are absorbed: with moderate, seeded fault rates a single run
+//! still ends with every output valid, exit 0, and each image paid for once.
+
+use std::time::Duration;
+
+use eraser_tests::emulator::Knobs;
+
+use crate::util::{
+    Expected, TestDir, assert_each_uploaded_once, assert_outputs_exactly, emulator,
+    temp_files_below, write_unique,
+};
+
+const IMAGES: u64 = 15;
+
+/// Runs a batch of 15 images against an emulator with `knobs`; asserts faults were injected,
+/// the run completed (exit 0), OUT is exactly right and each image was uploaded once.
+fn completes_despite(knobs: Knobs) {
+    let emu = emulator(knobs);
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    let shas = write_unique(&td, "f", 700, IMAGES, &mut expected);
+
+    td.run(&emu, &[&td.inputs()], &td.out(), &["-j", "8"])
+        .expect_code(0);
+
+    let counters = emu.counters();
+    assert!(
+        counters.faults_injected > 0,
+        "no fault was injected: {counters:?}"
+    );
+    assert!(
+        temp_files_below(&td.out()).is_empty(),
+        "temp files left in OUT"
+    );
+    assert_outputs_exactly(&td.out(), &expected);
+    assert_each_uploaded_once(&counters, &shas);
+}
+
+#[test]
+fn http_500s_are_retried_until_every_image_is_done() {
+    completes_despite(Knobs {
+        p_http_500: 0.3,
+        seed: 500,
+        ..Knobs::default()
+    });
+}
+
+#[test]
+fn http_429s_are_waited_out_until_every_image_is_done() {
+    completes_despite(Knobs {
+        p_http_429: 0.3,
+        retry_after_secs: 0,
+        seed: 429,
+        ..Knobs::default()
+    });
+}
+
+#[test]
+fn dropped_connections_are_retried_until_every_image_is_done() {
+    completes_despite(Knobs {
+        p_drop: 0.2,
+        seed: 7,
+        ..Knobs::default()
+    });
+}
+
+#[test]
+fn garbage_bodies_are_retried_until_every_image_is_done() {
+    completes_despite(Knobs {
+        p_garbage: 0.2,
+        seed: 8,
+        ..Knobs::default()
+    });
+}
+
+#[test]
+fn cdn_errors_are_retried_until_every_output_is_in_place() {
+    completes_despite(Knobs {
+        p_cdn_error: 0.3,
+        seed: 503,
+        ..Knobs::default()
+    });
+}
+
+#[test]
+fn truncated_downloads_are_retried_and_never_placed_as_outputs() {
+    completes_despite(Knobs {
+        p_truncate: 0.3,
+        seed: 9,
+        ..Knobs::default()
+    });
+}
+
+#[test]
+fn every_fault_at_once_with_retry_after_one_second_still_completes_in_one_run() {
+    completes_despite(Knobs {
+        processing_time: Duration::from_millis(50),
+        p_http_500: 0.1,
+        p_http_429: 0.05,
+        retry_after_secs: 1,
+        p_drop: 0.05,
+        p_garbage: 0.05,
+        p_cdn_error: 0.1,
+        p_truncate: 0.1,
+        seed: 42,
+        ..Knobs::default()
+    });
+}

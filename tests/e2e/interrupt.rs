@@ -1,0 +1,62 @@
+//! Ctrl-C (SIGINT) while jobs are in flight: exit 130 with everything recorded, so the rerun
+//! completes without uploading any image twice.
+
+use std::time::Duration;
+
+use eraser_tests::emulator::{Emulator, Knobs};
+
+use crate::util::{
+    Expected, Finished, PROCESS_TIMEOUT, Running, TestDir, assert_each_uploaded_once,
+    assert_outputs_exactly, emulator, wait_for, write_unique,
+};
+
+const IMAGES: u64 = 16;
+
+/// Starts a run over 16 images with jobs taking 1.5 s, sends SIGINT once some jobs are in
+/// flight, and waits for the end.
+fn interrupted_run() -> (Emulator, TestDir, Expected, Vec<String>, Finished) {
+    let emu = emulator(Knobs {
+        processing_time: Duration::from_millis(1500),
+        ..Knobs::default()
+    });
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    let shas = write_unique(&td, "i", 300, IMAGES, &mut expected);
+
+    let child = Running::start(&mut td.run_cmd(&emu, &[&td.inputs()], &td.out(), &["-j", "8"]));
+    wait_for("two jobs in flight", PROCESS_TIMEOUT, || {
+        emu.counters().create_jobs >= 2
+    });
+    child.signal(libc::SIGINT);
+    let finished = child.wait(PROCESS_TIMEOUT);
+    (emu, td, expected, shas, finished)
+}
+
+#[test]
+fn sigint_while_jobs_are_in_flight_exits_130() {
+    let (_emu, _td, _expected, _shas, finished) = interrupted_run();
+
+    let summary = finished.expect_code(130).json();
+
+    assert_eq!(summary["end"], "interrupted");
+}
+
+#[test]
+fn rerun_after_sigint_completes_without_uploading_any_image_twice() {
+    let (emu, td, expected, shas, finished) = interrupted_run();
+    finished.expect_code(130);
+    assert!(
+        emu.counters().create_jobs < IMAGES,
+        "the interrupt came too late to test a resume"
+    );
+    emu.set_knobs(Knobs {
+        processing_time: Duration::from_millis(50),
+        ..Knobs::default()
+    });
+
+    td.run(&emu, &[&td.inputs()], &td.out(), &["-j", "8"])
+        .expect_code(0);
+
+    assert_each_uploaded_once(&emu.counters(), &shas);
+    assert_outputs_exactly(&td.out(), &expected);
+}

@@ -1,0 +1,94 @@
+//! Systemic refusal (credits, quota…): after 3 consecutive create-job refusals with one code the
+//! run stops submitting and exits 3 naming the cause; the images not tried stay `new`.
+
+use eraser_tests::emulator::{Emulator, Knobs, codes};
+
+use crate::util::{
+    Expected, Finished, TestDir, assert_outputs_exactly, emulator, num, write_unique,
+};
+
+const IMAGES: u64 = 20;
+/// `--upload-concurrency` given to the run: create-jobs that may already be on their way when
+/// the third refusal arrives.
+const UPLOAD_CONCURRENCY: u64 = 2;
+
+/// A run over 20 images against a service refusing every create-job for lack of credits.
+fn refused_run() -> (Emulator, TestDir, Expected, Finished) {
+    let emu = emulator(Knobs {
+        refuse_code: Some(codes::INSUFFICIENT_CREDITS),
+        ..Knobs::default()
+    });
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    write_unique(&td, "r", 600, IMAGES, &mut expected);
+    let finished = td.run(
+        &emu,
+        &[&td.inputs()],
+        &td.out(),
+        &[
+            "-j",
+            "8",
+            "--upload-concurrency",
+            &UPLOAD_CONCURRENCY.to_string(),
+        ],
+    );
+    (emu, td, expected, finished)
+}
+
+#[test]
+fn consecutive_refusals_exit_3_naming_the_code_and_its_message() {
+    let (_emu, _td, _expected, finished) = refused_run();
+
+    let finished = finished.expect_code(3);
+
+    assert!(
+        finished.stderr.contains("300002") && finished.stderr.contains("Insufficient credits"),
+        "stderr does not name the cause:\n{}",
+        finished.stderr
+    );
+    let summary = finished.json();
+    assert_eq!(summary["end"], "refused");
+    assert_eq!(summary["refused"]["code"], codes::INSUFFICIENT_CREDITS);
+}
+
+#[test]
+fn a_refusing_service_gets_at_most_three_plus_the_uploads_in_flight() {
+    let (emu, _td, _expected, finished) = refused_run();
+    finished.expect_code(3);
+
+    let requests = emu.counters().create_job_requests;
+
+    assert!(
+        (3..=3 + UPLOAD_CONCURRENCY).contains(&requests),
+        "{requests} create-job requests"
+    );
+}
+
+#[test]
+fn images_not_tried_stay_new_after_a_refusal() {
+    let (emu, td, _expected, finished) = refused_run();
+    finished.expect_code(3);
+    let tried = emu.counters().create_job_requests;
+
+    let status = td.status(&emu);
+
+    assert_eq!(num(&status, "/images/total"), IMAGES);
+    assert!(
+        num(&status, "/images/new") >= IMAGES - tried,
+        "{tried} tried, status {status}"
+    );
+    assert_eq!(num(&status, "/images/done"), 0);
+    assert_eq!(num(&status, "/images/processing"), 0);
+}
+
+#[test]
+fn a_rerun_once_the_service_accepts_work_again_completes_every_image() {
+    let (emu, td, expected, finished) = refused_run();
+    finished.expect_code(3);
+    emu.set_knobs(Knobs::default());
+
+    td.run(&emu, &[&td.inputs()], &td.out(), &["-j", "8"])
+        .expect_code(0);
+
+    assert_outputs_exactly(&td.out(), &expected);
+}

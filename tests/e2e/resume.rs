@@ -1,0 +1,73 @@
+//! Reruns: a finished batch costs nothing again; outputs deleted from OUT come back from the
+//! stored results without a new job.
+
+use eraser_tests::emulator::Knobs;
+
+use crate::util::{Expected, TestDir, assert_outputs_exactly, emulator, num, write_unique};
+
+/// A finished batch of 20 images in `inputs/`, done into `out/`; returns the expected OUT.
+fn finished_batch(td: &TestDir, emu: &eraser_tests::emulator::Emulator) -> Expected {
+    let mut expected = Expected::new();
+    write_unique(td, "batch", 100, 20, &mut expected);
+    td.run(emu, &[&td.inputs()], &td.out(), &["-j", "8"])
+        .expect_code(0);
+    assert_outputs_exactly(&td.out(), &expected);
+    expected
+}
+
+#[test]
+fn rerun_of_a_finished_batch_makes_no_create_job_and_no_download() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let expected = finished_batch(&td, &emu);
+    emu.reset_counters();
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &["-j", "8"])
+        .expect_code(0)
+        .json();
+
+    let counters = emu.counters();
+    assert_eq!(counters.create_job_requests, 0, "create-job requests");
+    assert_eq!(counters.download_requests, 0, "CDN requests");
+    assert_eq!(num(&summary, "/uploads"), 0);
+    assert_eq!(num(&summary, "/downloads"), 0);
+    assert_eq!(num(&summary, "/already_done"), 20);
+    assert_outputs_exactly(&td.out(), &expected);
+}
+
+#[test]
+fn outputs_deleted_from_out_are_made_again_without_a_create_job() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let expected = finished_batch(&td, &emu);
+    // Every other output goes, including the ones a later copy could have been taken from.
+    for rel in expected.keys().step_by(2) {
+        std::fs::remove_file(td.out().join(rel)).expect("delete an output");
+    }
+    emu.reset_counters();
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &["-j", "8"])
+        .expect_code(0)
+        .json();
+
+    assert_eq!(emu.counters().create_job_requests, 0, "create-job requests");
+    assert_eq!(num(&summary, "/outputs_done"), 20);
+    assert_outputs_exactly(&td.out(), &expected);
+}
+
+#[test]
+fn all_outputs_deleted_are_made_again_without_a_create_job() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let expected = finished_batch(&td, &emu);
+    std::fs::remove_dir_all(td.out()).expect("delete OUT");
+    emu.reset_counters();
+
+    td.run(&emu, &[&td.inputs()], &td.out(), &["-j", "8"])
+        .expect_code(0);
+
+    assert_eq!(emu.counters().create_job_requests, 0, "create-job requests");
+    assert_outputs_exactly(&td.out(), &expected);
+}
