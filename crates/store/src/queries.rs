@@ -126,34 +126,22 @@ impl Ledger {
         self.tally(rows.into_iter().map(|r| (r.status, r.n)))
     }
 
-    /// Inputs in total, and those whose image is done or failed.
+    /// Inputs in total, and those whose image is done or failed (maintained tallies, no scan).
     pub async fn input_counts(&self) -> Result<InputCounts> {
-        let total = sqlx::query_scalar!("select count(*) from inputs")
-            .fetch_one(&self.read)
+        let t = self.tallies().await?;
+        Ok(InputCounts {
+            total: to_u64(t.get("inputs")),
+            done: to_u64(t.get("inputs_done")),
+            failed: to_u64(t.get("inputs_failed")),
+        })
+    }
+
+    async fn tallies(&self) -> Result<Tallies> {
+        let rows = sqlx::query!("select name, n from tallies")
+            .fetch_all(&self.read)
             .await
             .map_err(|e| self.db_err(e))?;
-        // Driven by the status index: one probe of the inputs of each done or failed image.
-        let by_status = sqlx::query!(
-            r#"select i.status, count(*) as "n!: i64"
-               from images as i join inputs as p on p.image_id = i.id
-               where i.status in ('done', 'failed')
-               group by i.status"#
-        )
-        .fetch_all(&self.read)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        let mut counts = InputCounts {
-            total: to_u64(total),
-            ..InputCounts::default()
-        };
-        for row in by_status {
-            match self.decode_status(&row.status)? {
-                ImageStatus::Done => counts.done = to_u64(row.n),
-                ImageStatus::Failed => counts.failed = to_u64(row.n),
-                _ => {}
-            }
-        }
-        Ok(counts)
+        Ok(Tallies(rows.into_iter().map(|r| (r.name, r.n)).collect()))
     }
 
     /// Failed images grouped by error code, largest group first, with one message of each.
@@ -177,20 +165,13 @@ impl Ledger {
             .collect())
     }
 
-    /// Credits summed over done images.
+    /// Credits summed over done images (maintained tallies, no scan).
     pub async fn credits_used(&self) -> Result<CreditsUsed> {
-        let row = sqlx::query!(
-            r#"select coalesce(sum(p_credits), 0) as "p!: i64", coalesce(sum(s_credits), 0) as "s!: i64",
-                      coalesce(sum(need_credits), 0) as "need!: i64"
-               from images where status = 'done'"#
-        )
-        .fetch_one(&self.read)
-        .await
-        .map_err(|e| self.db_err(e))?;
+        let t = self.tallies().await?;
         Ok(CreditsUsed {
-            p_credits: row.p,
-            s_credits: row.s,
-            need_credits: row.need,
+            p_credits: t.get("p_credits"),
+            s_credits: t.get("s_credits"),
+            need_credits: t.get("need_credits"),
         })
     }
 
@@ -506,5 +487,17 @@ impl Ledger {
             }
         }
         Ok(counts)
+    }
+}
+
+/// The `tallies` table, by name.
+struct Tallies(Vec<(String, i64)>);
+
+impl Tallies {
+    fn get(&self, name: &str) -> i64 {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
     }
 }

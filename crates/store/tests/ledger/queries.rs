@@ -220,6 +220,20 @@ async fn input_counts_count_inputs_by_their_images_outcome() {
             failed: 1
         }
     );
+
+    // An edited file moves to new content; a done image going back to new takes its inputs along.
+    l.record_inputs(run, &[input("/in/a2.jpg", 4)])
+        .await
+        .unwrap();
+    l.reset_done(&crate::support::sha(1)).await.unwrap();
+    assert_eq!(
+        l.input_counts().await.unwrap(),
+        InputCounts {
+            total: 4,
+            done: 0,
+            failed: 1
+        }
+    );
 }
 
 #[tokio::test]
