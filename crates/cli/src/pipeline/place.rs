@@ -92,11 +92,7 @@ pub async fn download_first(
             Err(eraser_store::Error::IllegalTransition { from, .. }) if from == "done" => {}
             Err(e) => return Err(anyhow::Error::new(e).context("recording the finished job")),
         }
-        ledger
-            .set_input_output(target.run, &target.input, &dest)
-            .await
-            .context("recording the output")?;
-        commit(&staging, &dest)
+        record_and_commit(ledger, target, &staging, &dest).await
     }
     .await;
     if result.is_err() {
@@ -149,18 +145,9 @@ pub async fn copy_from(
     let Some(staging) = staged else {
         return Ok(false);
     };
-    let result = async {
-        ledger
-            .set_input_output(target.run, &target.input, &target.dest)
-            .await
-            .context("recording the output")?;
-        commit(&staging, &target.dest)
-    }
-    .await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(&staging);
-    }
-    result.map(|()| true)
+    record_and_commit(ledger, target, &staging, &target.dest)
+        .await
+        .map(|()| true)
 }
 
 /// Downloads `url` again for one input whose image is done (its stored copy is gone).
@@ -178,18 +165,9 @@ pub async fn download_again(
             target.input.display()
         )
     })?;
-    let result = async {
-        ledger
-            .set_input_output(target.run, &target.input, &target.dest)
-            .await
-            .context("recording the output")?;
-        commit(&staging, &target.dest)
-    }
-    .await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(&staging);
-    }
-    result.map(|()| got)
+    record_and_commit(ledger, target, &staging, &target.dest)
+        .await
+        .map(|()| got)
 }
 
 /// True when the recorded output of `state` is on disk with the expected size.
@@ -267,6 +245,28 @@ fn stage_copy(
         }
     }
     Ok(Some(staging))
+}
+
+/// Records `dest` as the input's output, then renames the staged file onto it; on failure the
+/// staged file is removed (a recorded output that is missing is simply placed again later).
+async fn record_and_commit(
+    ledger: &Ledger,
+    target: &Target,
+    staging: &Path,
+    dest: &Path,
+) -> anyhow::Result<()> {
+    let result = async {
+        ledger
+            .set_input_output(target.run, &target.input, dest)
+            .await
+            .context("recording the output")?;
+        commit(staging, dest)
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(staging);
+    }
+    result
 }
 
 /// Renames a staged file onto its destination and makes the rename durable.
