@@ -103,6 +103,8 @@ const SYSTEMIC_REFUSALS: u32 = 3;
 const GRACE: Duration = Duration::from_secs(5);
 /// How often the run re-reads the ledger for jobs it does not track (resumed, other runs').
 const REFRESH: Duration = Duration::from_secs(1);
+/// The least time a single `get-job` look is given, whatever the job's deadline.
+const MIN_LOOK: Duration = Duration::from_secs(5);
 /// A run whose heartbeat is older than this is dead (other hosts; same host checks the pid).
 const STALE_AFTER: Duration = Duration::from_secs(60);
 
@@ -554,12 +556,19 @@ impl Coordinator {
             let id = job.job_id.clone();
             let rate = self.rate.clone();
             let counters = Arc::clone(&self.counters);
+            // A look that outlives the job's deadline (a slow or stuck reply) is cut short and
+            // counts as "still in progress", so the timeout below always gets its say.
+            // Every look gets a few seconds, so a job resumed long after it was submitted is
+            // asked at least once before its age counts against it.
+            let deadline = (job.submitted + self.opts.job_timeout).max(Instant::now() + MIN_LOOK);
             self.tasks.spawn(async move {
                 if let Some(rate) = rate {
                     rate.wait().await;
                 }
                 Counters::add(&counters.get_jobs, 1);
-                let result = client.get_job(&id).await;
+                let result = tokio::time::timeout_at(deadline.into(), client.get_job(&id))
+                    .await
+                    .unwrap_or(Ok(JobState::InProgress));
                 Event::Polled { sha, result }
             });
         }
@@ -767,6 +776,14 @@ impl Coordinator {
                 self.drop_job(&sha);
                 self.fail(&sha, Some(code), &format!("job {id}: {message}"), false)
                     .await?;
+            }
+            Err(e) if e.is_retryable() && elapsed > self.opts.job_timeout => {
+                let msg = format!(
+                    "job {} unfinished after {:?} (--job-timeout); last answer: {e}",
+                    job.job_id, self.opts.job_timeout
+                );
+                self.drop_job(&sha);
+                self.fail(&sha, None, &msg, true).await?;
             }
             Err(e) if e.is_retryable() => {
                 // The client already retried; look again later.
