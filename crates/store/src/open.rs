@@ -66,7 +66,9 @@ impl OpenOptions {
             .create_if_missing(self.create)
             .busy_timeout(self.busy_timeout)
             .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         // One connection: this process's writes queue here instead of fighting over the lock.
         // A batch of new images dirties a page of the sha256 index per image, so the writer gets
         // a larger cache, and checkpoints every 64 MiB of log instead of SQLite's 4 MiB (a page
@@ -190,7 +192,9 @@ async fn probe(path: &Path, busy_timeout: Duration) -> Result<Vec<i64>> {
     let options = SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)
-        .busy_timeout(busy_timeout);
+        .busy_timeout(busy_timeout)
+        .log_statements(log::LevelFilter::Trace)
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
     let mut conn = options
         .connect()
         .await

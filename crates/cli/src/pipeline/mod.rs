@@ -361,13 +361,19 @@ pub async fn run(
 
 /// OUT as an absolute path (created unless this is a dry run), so recorded outputs do not
 /// depend on the folder eraser was started from.
+/// A folder that cannot be used as OUT is a usage error (exit 2), found before any upload.
 fn out_root(out: &std::path::Path, dry_run: bool) -> anyhow::Result<PathBuf> {
+    let usage = |what: &str, e: std::io::Error| {
+        anyhow::Error::new(crate::exit::UsageError(format!(
+            "cannot {what} OUT {}: {e}",
+            out.display()
+        )))
+    };
     if !dry_run {
-        std::fs::create_dir_all(out).with_context(|| format!("creating OUT {}", out.display()))?;
-        return std::fs::canonicalize(out)
-            .with_context(|| format!("resolving OUT {}", out.display()));
+        std::fs::create_dir_all(out).map_err(|e| usage("create", e))?;
+        return std::fs::canonicalize(out).map_err(|e| usage("resolve", e));
     }
-    std::path::absolute(out).with_context(|| format!("resolving OUT {}", out.display()))
+    std::path::absolute(out).map_err(|e| usage("resolve", e))
 }
 
 /// First Ctrl-C: stop gracefully (the loop sees the flag); second: leave at once with 130.
@@ -622,7 +628,11 @@ impl Coordinator {
                         .chain()
                         .find_map(|c| c.downcast_ref::<eraser_api::Error>());
                     match api {
-                        Some(a) if !a.is_retryable() => {
+                        // A local write failure (read-only OUT, full disk) is not the image's:
+                        // the result stays at the service for the next run to fetch.
+                        Some(a)
+                            if !a.is_retryable() && !matches!(a, eraser_api::Error::Io { .. }) =>
+                        {
                             self.fail(&sha, None, &format!("{e:#}"), false).await?;
                         }
                         _ => {
