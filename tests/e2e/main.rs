@@ -15,10 +15,14 @@ mod concurrent;
 mod dedupe;
 /// `--dry-run`: counts what would be uploaded, uploads and writes nothing.
 mod dry_run;
+/// A broken environment: OUT unwritable or full, a read-only, corrupt or locked ledger.
+mod environment;
 /// Job failures: exit 1, outputs only for the good, failed left alone unless `--retry-failed`.
 mod failures;
 /// Transport and service faults (500, 429, drops, garbage, CDN errors, truncation) are absorbed.
 mod faults;
+/// A hostile service: bad URLs, endless or slow bodies, non-image results; nothing escapes OUT.
+mod hostile;
 /// SIGINT: exit 130, and the rerun completes without uploading anything twice.
 mod interrupt;
 /// SIGKILL at random moments, then a rerun: valid outputs, no leftovers, bounded extra uploads.
@@ -31,3 +35,7 @@ mod refusal;
 mod resume;
 /// Output layout: mirrored paths, shared stems, file inputs.
 mod run;
+/// Secrets: the token reaches the service only, at any verbosity; open token files warn.
+mod secrets;
+/// Soak (ignored; `just soak`): 10,000 images, every fault, 5 SIGKILLs; outputs valid, RSS flat.
+mod soak;
