@@ -1,0 +1,244 @@
+//! Generated bench data: trees of unique tiny JPEGs, large files for hashing, and ledgers of a
+//! million rows written by the `sqlite3` CLI into a ledger eraser itself created.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use eraser_tests::emulator::sample_jpeg;
+
+use crate::BenchResult;
+
+/// Files per generated folder (a photo archive has folders, not one flat directory).
+const PER_DIR: usize = 1000;
+
+/// A folder of generated inputs.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    /// The folder given to eraser.
+    pub root: PathBuf,
+    /// Files in it, all recognised as images.
+    pub files: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// Every file, in creation order.
+    pub paths: Vec<PathBuf>,
+}
+
+/// Writes `n` distinct tiny JPEGs (one 16×16 picture, each with its own comment segment, so
+/// every file has its own sha256) into `root/dNNNN/imgNNNNNNN.jpg`, 1000 per folder. `salt`
+/// keeps trees of one bench run apart.
+pub fn image_tree(root: &Path, n: usize, salt: u64) -> BenchResult<Tree> {
+    let template = sample_jpeg(salt);
+    let mut paths = Vec::with_capacity(n);
+    let mut bytes = 0u64;
+    for i in 0..n {
+        let dir = root.join(format!("d{:04}", i / PER_DIR));
+        if i.is_multiple_of(PER_DIR) {
+            std::fs::create_dir_all(&dir)?;
+        }
+        let path = dir.join(format!("img{i:07}.jpg"));
+        let data = tagged_jpeg(&template, &format!("bench {salt} {i}"));
+        std::fs::write(&path, &data)?;
+        bytes += data.len() as u64;
+        paths.push(path);
+    }
+    Ok(Tree {
+        root: root.to_path_buf(),
+        files: n,
+        bytes,
+        paths,
+    })
+}
+
+/// `jpeg` with a COM segment holding `tag` right after its SOI marker: still a valid JPEG.
+pub fn tagged_jpeg(jpeg: &[u8], tag: &str) -> Vec<u8> {
+    let payload = tag.as_bytes();
+    let len = u16::try_from(payload.len() + 2).unwrap_or(u16::MAX);
+    let payload = &payload[..usize::from(len) - 2];
+    let mut out = Vec::with_capacity(jpeg.len() + payload.len() + 4);
+    out.extend_from_slice(&jpeg[..2.min(jpeg.len())]);
+    out.extend_from_slice(&[0xFF, 0xFE]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(&jpeg[2.min(jpeg.len())..]);
+    out
+}
+
+/// Writes `count` files of `size` pseudo-random bytes that start with the JPEG magic bytes
+/// (eraser sniffs the first bytes only), each different.
+pub fn big_files(root: &Path, count: usize, size: usize) -> BenchResult<Tree> {
+    std::fs::create_dir_all(root)?;
+    let mut rng = fastrand::Rng::with_seed(0x6861_7368);
+    let mut buf = vec![0u8; size];
+    let mut paths = Vec::with_capacity(count);
+    for i in 0..count {
+        rng.fill(&mut buf);
+        buf[..4.min(size)].copy_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0][..4.min(size)]);
+        let path = root.join(format!("big{i:04}.jpg"));
+        std::fs::write(&path, &buf)?;
+        paths.push(path);
+    }
+    Ok(Tree {
+        root: root.to_path_buf(),
+        files: count,
+        bytes: (count * size) as u64,
+        paths,
+    })
+}
+
+/// Flushes written files to disk, so later timings do not pay for writeback (they stay in the
+/// page cache).
+pub fn sync() {
+    let _ = Command::new("sync").status();
+}
+
+/// Whether a program answers `--version` (is installed).
+pub fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Fills a ledger that eraser already created (schema and migrations are eraser's own) with
+/// `n` images and `n` inputs in one transaction through the `sqlite3` CLI: one image in a
+/// thousand failed, one processing, one new, the rest done with their outputs recorded.
+pub fn fill_ledger(ledger: &Path, n: u64) -> BenchResult<()> {
+    sqlite_script(ledger, &fill_script(n))
+        .map_err(|e| format!("sqlite3 could not fill the ledger: {e}").into())
+}
+
+/// Runs `script` through `sqlite3 LEDGER` on its stdin; any message on stderr is an error.
+fn sqlite_script(ledger: &Path, script: &str) -> BenchResult<()> {
+    let mut child = Command::new("sqlite3")
+        .arg(ledger)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start sqlite3: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    let errors = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !errors.trim().is_empty() {
+        return Err(errors.trim().to_owned().into());
+    }
+    Ok(())
+}
+
+/// The SQL of [`fill_ledger`], matching `migrations/` (0001 images and inputs, 0003
+/// placements; the counts table of 0002 is kept by its triggers). Each input is placed in one
+/// OUT, `/archive/clean`, written when its image is done.
+fn fill_script(n: u64) -> String {
+    const TS: &str = "'2025-11-03T10:00:00.000000Z'";
+    format!(
+        "pragma synchronous = off;
+begin;
+create temp table seq as
+  with recursive c(i) as (select 0 union all select i + 1 from c where i < {n} - 1)
+  select i,
+         case i % 1000 when 0 then 'failed' when 1 then 'processing' when 2 then 'new'
+                       else 'done' end as st,
+         cast(printf('/archive/photos/d%04d/img%07d.jpg', i / 1000, i) as blob) as path,
+         cast(printf('/archive/clean/d%04d/img%07d.jpg', i / 1000, i) as blob) as output
+  from c;
+insert into images (id, sha256, size, format, width, height, status, job_id, output_url,
+                    output_path, output_sha256, output_size, attempts, error_code,
+                    error_message, retryable, credits_states, need_credits, p_credits,
+                    s_credits, raw_response, created_at, updated_at)
+select i + 1, printf('%064x', i), 20000 + i % 100000, 'jpeg', 1024, 768, st,
+       case when st <> 'new' then printf('%08x-0000-4000-8000-%012x', i, i) end,
+       case when st = 'done' then printf('https://cdn.example/output/%08x.jpg', i) end,
+       case when st = 'done' then output end,
+       case when st = 'done' then printf('%064x', i + 4000000000) end,
+       case when st = 'done' then 30000 + i % 1000 end,
+       case when st = 'new' then 0 else 1 end,
+       case when st = 'failed' then 300010 end,
+       case when st = 'failed' then 'Image generation failed.' end,
+       case when st = 'failed' then 0 end,
+       case when st = 'done' then 2 end,
+       case when st = 'done' then 0 end,
+       case when st = 'done' then 0 end,
+       case when st = 'done' then 0 end,
+       case when st = 'done' then '{{\"code\":100000}}' end,
+       {TS}, {TS}
+from seq;
+insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
+select path, 20000 + i % 100000, 1700000000000000000 + i, i + 1, null, {TS}
+from seq;
+insert into placements (path, out_root, planned, written, updated_at)
+select path, cast('/archive/clean' as blob), output,
+       case when st = 'done' then output end, {TS}
+from seq;
+commit;
+pragma wal_checkpoint(truncate);
+"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tagged_jpeg_still_decodes_and_each_tag_gives_other_bytes() {
+        let template = sample_jpeg(9);
+        let a = tagged_jpeg(&template, "bench 1 0");
+        let b = tagged_jpeg(&template, "bench 1 1");
+        assert_ne!(a, b);
+        let decoded = image::load_from_memory(&a).expect("decodes");
+        assert_eq!(decoded.width(), 16);
+    }
+
+    #[test]
+    fn an_image_tree_holds_n_distinct_files_in_folders_of_a_thousand() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tree = image_tree(dir.path(), 1001, 3).expect("written");
+        assert_eq!(tree.paths.len(), 1001);
+        assert!(dir.path().join("d0001/img0001000.jpg").is_file());
+        let first = std::fs::read(&tree.paths[0]).expect("read");
+        let last = std::fs::read(&tree.paths[1000]).expect("read");
+        assert_ne!(first, last);
+    }
+
+    #[test]
+    fn the_fill_script_matches_the_migrations_and_keeps_the_status_counts() {
+        if !have("sqlite3") {
+            eprintln!("sqlite3 not installed: the fill script is not checked");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = dir.path().join("ledger.db");
+        let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&migrations)
+            .expect("migrations folder")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+        files.sort();
+        for file in files {
+            let sql = std::fs::read_to_string(&file).expect("read migration");
+            sqlite_script(&ledger, &sql).expect("migration applies");
+        }
+        fill_ledger(&ledger, 3000).expect("filled");
+        let out = Command::new("sqlite3")
+            .arg(&ledger)
+            .arg(
+                "select (select count(*) from images), (select count(*) from inputs), \
+                 (select n from status_counts where status = 'done'), \
+                 (select n from status_counts where status = 'failed')",
+            )
+            .output()
+            .expect("sqlite3 runs");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "3000|3000|2991|3"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! The release `eraser` binary under test: found next to this executable, run in a clean
+//! environment (no `ERASER_*` variables, no user config file), its `--json` summary read back.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::BenchResult;
+use crate::measure::{self, Measured, Stdout};
+
+/// How to start eraser for the bench.
+#[derive(Debug, Clone)]
+pub struct Eraser {
+    exe: PathBuf,
+    home: PathBuf,
+}
+
+impl Eraser {
+    /// The `eraser` next to the running executable (both are built into the same
+    /// `target/release`); `home` holds the empty config and data folders eraser is given.
+    pub fn locate(home: &Path) -> Result<Eraser, String> {
+        let me = std::env::current_exe().map_err(|e| format!("cannot locate myself: {e}"))?;
+        let dir = me.parent().unwrap_or(Path::new("."));
+        let exe = dir.join(format!("eraser{}", std::env::consts::EXE_SUFFIX));
+        if !exe.is_file() {
+            return Err(format!(
+                "{} not found: build it first with `cargo build --release --workspace` \
+                 (`just bench` does)",
+                exe.display()
+            ));
+        }
+        Ok(Eraser {
+            exe,
+            home: home.to_path_buf(),
+        })
+    }
+
+    /// Where the binary is.
+    pub fn path(&self) -> &Path {
+        &self.exe
+    }
+
+    /// `eraser --ledger LEDGER` with an environment that cannot reach the user's config, ledger
+    /// or any proxy.
+    pub fn command(&self, ledger: &Path) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ERASER_") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env_remove("RUST_LOG")
+            .env("XDG_CONFIG_HOME", self.home.join("config"))
+            .env("XDG_DATA_HOME", self.home.join("data"))
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .arg("--ledger")
+            .arg(ledger);
+        cmd
+    }
+
+    /// `eraser --ledger LEDGER run INPUT -o OUT --json -q EXTRA…`, which must exit 0; returns the
+    /// measurement and the parsed summary.
+    pub fn run(
+        &self,
+        ledger: &Path,
+        input: &Path,
+        out: &Path,
+        extra: &[&str],
+    ) -> BenchResult<(Measured, RunSummary)> {
+        let mut cmd = self.command(ledger);
+        cmd.arg("run")
+            .arg(input)
+            .arg("-o")
+            .arg(out)
+            .args(["--json", "-q"])
+            .args(extra);
+        let measured = measure::run(&mut cmd, Stdout::Capture)?.success("eraser run")?;
+        let summary = RunSummary::parse(&measured.stdout)?;
+        Ok((measured, summary))
+    }
+}
+
+/// The figures of `eraser run --json` the bench reads.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Image inputs found.
+    pub inputs: u64,
+    /// Files hashed (others reused the ledger's hash).
+    pub hashed: u64,
+    /// Jobs created.
+    pub uploads: u64,
+    /// Inputs with their output in place.
+    pub outputs_done: u64,
+    /// Inputs without an output.
+    pub outputs_failed: u64,
+    /// get-job calls eraser made.
+    pub get_job_calls: u64,
+    /// The jobs-in-flight limit eraser settled at.
+    pub concurrency_limit: u64,
+}
+
+impl RunSummary {
+    /// Reads the fields above from the JSON object; a missing field counts as 0.
+    pub fn parse(stdout: &[u8]) -> BenchResult<RunSummary> {
+        let value: Value = serde_json::from_slice(stdout).map_err(|e| {
+            format!(
+                "eraser's --json summary is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&stdout[..stdout.len().min(200)])
+            )
+        })?;
+        let n = |key: &str| value.get(key).and_then(Value::as_u64).unwrap_or(0);
+        Ok(RunSummary {
+            inputs: n("inputs"),
+            hashed: n("hashed"),
+            uploads: n("uploads"),
+            outputs_done: n("outputs_done"),
+            outputs_failed: n("outputs_failed"),
+            get_job_calls: n("get_job_calls"),
+            concurrency_limit: n("concurrency_limit"),
+        })
+    }
+}

@@ -1,0 +1,219 @@
+//! Rows of the local work, no service involved: hash, first scan, rescan (`eraser run --dry-run`).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
+
+use crate::data;
+use crate::measure::{self, Stdout};
+use crate::table::{Row, Verdict, secs, thousands};
+use crate::{BenchResult, Ctx, progress};
+
+pub const HASH_TARGET: &str = "≥ 0.9 × cores × raw";
+pub const FIRST_SCAN_TARGET: &str = "≥ 100k inputs/s";
+pub const RESCAN_TARGET: &str = "≤ 2 × find; 0 re-hashed";
+
+/// Size of each file of the hash row.
+const HASH_FILE: usize = 4 << 20;
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// SHA-256 throughput of eraser over `hash_files` × 4 MiB: the best `run --dry-run` of the tree
+/// minus the best over an empty tree (start-up, ledger creation), each on a fresh ledger.
+pub fn hash(ctx: &mut Ctx) -> BenchResult<Row> {
+    let n = ctx.sizes.hash_files;
+    progress(&format!("writing {n} files of 4 MiB"));
+    let tree = data::big_files(&ctx.fresh("hash-tree"), n, HASH_FILE)?;
+    data::sync();
+    let bytes = tree.bytes as f64;
+
+    progress("sha256sum (1 warm-up, best of 2)");
+    let sha256sum = if data::have("sha256sum") {
+        let runs = measure::repeat(3, "sha256sum", Stdout::Capture, || {
+            let mut cmd = Command::new("sha256sum");
+            cmd.args(&tree.paths);
+            cmd
+        })?;
+        Some(measure::best_wall(&runs[1..]))
+    } else {
+        None
+    };
+    progress("raw sha2 on one core (best of 3 over 256 MiB in memory)");
+    let raw = raw_sha2_bytes_per_sec();
+
+    progress("eraser run --dry-run over the files and over an empty folder (best of 2 each)");
+    let empty = ctx.fresh("empty");
+    std::fs::create_dir_all(&empty)?;
+    let mut full = Vec::new();
+    let mut base = Vec::new();
+    let mut hashed = 0;
+    for _ in 0..2 {
+        let (m, s) = ctx.eraser.run(
+            &ctx.fresh("hash-ledger.db"),
+            &tree.root,
+            &ctx.fresh("hash-out"),
+            &["--dry-run"],
+        )?;
+        hashed = s.hashed;
+        full.push(m);
+        let (m, _) = ctx.eraser.run(
+            &ctx.fresh("empty-ledger.db"),
+            &empty,
+            &ctx.fresh("empty-out"),
+            &["--dry-run"],
+        )?;
+        base.push(m);
+    }
+    if hashed != n as u64 {
+        return Err(format!("eraser hashed {hashed} of the {n} files").into());
+    }
+    let overhead = measure::best_wall(&base);
+    let hashing = measure::best_wall(&full).saturating_sub(overhead);
+    let speed = bytes / hashing.as_secs_f64().max(1e-9);
+    let cores = ctx.machine.cores as f64;
+    let ratio = speed / (cores * raw);
+    let reference = match sha256sum {
+        Some(t) => format!(
+            "sha256sum {:.2} GiB/s; raw sha2 {:.2} GiB/s/core",
+            bytes / t.as_secs_f64() / GIB,
+            raw / GIB
+        ),
+        None => format!(
+            "sha256sum not installed; raw sha2 {:.2} GiB/s/core",
+            raw / GIB
+        ),
+    };
+    Ok(Row {
+        name: "hash",
+        measured: format!(
+            "{:.2} GiB/s ({:.2} GiB in {}, start-up {} subtracted)",
+            speed / GIB,
+            bytes / GIB,
+            secs(hashing),
+            secs(overhead)
+        ),
+        reference,
+        ratio: format!("{ratio:.2} × {cores} cores × raw"),
+        target: HASH_TARGET,
+        verdict: Verdict::check(ratio >= 0.9, ""),
+    })
+}
+
+/// One core's SHA-256 speed with the same sha2 crate eraser uses, in bytes per second.
+fn raw_sha2_bytes_per_sec() -> f64 {
+    let mut buf = vec![0u8; 256 << 20];
+    fastrand::Rng::with_seed(7).fill(&mut buf);
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let digest = sha2::Sha256::digest(&buf);
+        std::hint::black_box(digest);
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    buf.len() as f64 / best.max(1e-9)
+}
+
+/// `find DIR -type f -printf '%s %T@\n'`: one warm-up, then the best of 2.
+fn find_time(ctx: &mut Ctx) -> BenchResult<Option<Duration>> {
+    if let Some(t) = ctx.find_time {
+        return Ok(Some(t));
+    }
+    if !data::have("find") {
+        return Ok(None);
+    }
+    let tree = ctx.scan_tree()?;
+    let runs = measure::repeat(3, "find", Stdout::Count, || {
+        let mut cmd = Command::new("find");
+        cmd.arg(&tree.root)
+            .args(["-type", "f", "-printf", "%s %T@\\n"]);
+        cmd
+    })?;
+    let best = measure::best_wall(&runs[1..]);
+    ctx.find_time = Some(best);
+    Ok(Some(best))
+}
+
+/// Walk + hash + record of `scan_files` small files into a fresh ledger (`--dry-run`).
+pub fn first_scan(ctx: &mut Ctx) -> BenchResult<Row> {
+    let tree = ctx.scan_tree()?;
+    progress("find -printf (1 warm-up, best of 2)");
+    let find = find_time(ctx)?;
+    let ledger = ctx.fresh("scan-ledger.db");
+    let out = ctx.fresh("scan-out");
+    progress("eraser run --dry-run on a fresh ledger");
+    let (m, s) = ctx.eraser.run(&ledger, &tree.root, &out, &["--dry-run"])?;
+    let n = tree.files as u64;
+    if s.inputs != n || s.hashed != n {
+        return Err(format!(
+            "eraser found {} inputs and hashed {} of the {n} files",
+            s.inputs, s.hashed
+        )
+        .into());
+    }
+    ctx.scanned = Some((ledger, out));
+    let rate = n as f64 / m.wall.as_secs_f64().max(1e-9);
+    Ok(Row {
+        name: "first-scan",
+        measured: format!(
+            "{} files in {} = {} inputs/s",
+            thousands(n),
+            secs(m.wall),
+            thousands(rate as u64)
+        ),
+        reference: find.map_or_else(
+            || "find not installed".into(),
+            |t| format!("find {}", secs(t)),
+        ),
+        ratio: find.map_or_else(
+            || "—".into(),
+            |t| format!("{:.1} × find", m.wall.as_secs_f64() / t.as_secs_f64()),
+        ),
+        target: FIRST_SCAN_TARGET,
+        verdict: Verdict::check(
+            rate >= 100_000.0,
+            format!("whole process, all {} hashed", thousands(s.hashed)),
+        ),
+    })
+}
+
+/// The same unchanged tree again on the first scan's ledger: best of 2, nothing re-hashed.
+pub fn rescan(ctx: &mut Ctx) -> BenchResult<Row> {
+    if ctx.scanned.is_none() {
+        progress("first scan (setup, not reported)");
+        first_scan(ctx)?;
+    }
+    let Some((ledger, out)) = ctx.scanned.clone() else {
+        return Err("the first scan left no ledger".into());
+    };
+    let tree = ctx.scan_tree()?;
+    let find = find_time(ctx)?;
+    progress("eraser run --dry-run again (best of 2)");
+    let mut walls = Vec::new();
+    let mut rehashed = 0;
+    for _ in 0..2 {
+        let (m, s) = ctx.eraser.run(&ledger, &tree.root, &out, &["--dry-run"])?;
+        rehashed = rehashed.max(s.hashed);
+        walls.push(m);
+    }
+    let best = measure::best_wall(&walls);
+    let ratio = find.map(|t| best.as_secs_f64() / t.as_secs_f64());
+    Ok(Row {
+        name: "rescan",
+        measured: format!(
+            "{} files in {}, {} re-hashed",
+            thousands(tree.files as u64),
+            secs(best),
+            thousands(rehashed)
+        ),
+        reference: find.map_or_else(
+            || "find not installed".into(),
+            |t| format!("find {}", secs(t)),
+        ),
+        ratio: ratio.map_or_else(|| "—".into(), |r| format!("{r:.1} × find")),
+        target: RESCAN_TARGET,
+        verdict: Verdict::check(
+            rehashed == 0 && ratio.is_some_and(|r| r <= 2.0),
+            "best of 2",
+        ),
+    })
+}
