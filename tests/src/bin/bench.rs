@@ -31,6 +31,7 @@ mod service_rows;
 #[path = "bench/table.rs"]
 mod table;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -251,23 +252,21 @@ fn main() -> ExitCode {
     }
     let failed = rows.iter().any(|r| matches!(r.verdict, Verdict::Error(_)));
 
-    println!(
-        "eraser benchmark, {}{}",
+    let report = format!(
+        "eraser benchmark, {}{}\nmachine: {}\n\n{}\n{}\n",
         started.format("%Y-%m-%d %H:%M UTC"),
         if args.quick {
             " (--quick: every size ÷ 10, verdicts indicative only)"
         } else {
             ""
-        }
-    );
-    println!("machine: {}", ctx.machine.line());
-    println!();
-    print!("{}", table::render(&rows));
-    println!();
-    println!(
+        },
+        ctx.machine.line(),
+        table::render(&rows),
         "Times are whole processes (start to exit) unless said otherwise; \"best of k\" and \
          \"median of k\" are over k runs; files are in the page cache."
     );
+    // A closed stdout (`bench | head`) is not worth a panic.
+    let _ = std::io::stdout().lock().write_all(report.as_bytes());
     drop(temp);
     if failed {
         ExitCode::FAILURE

@@ -202,6 +202,9 @@ fn write_if_different(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
+/// One step of the story on stdout; a closed stdout (`demo | head`) is not an error.
 fn say(line: &str) {
-    println!("\n{line}");
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "\n{line}").and_then(|()| out.flush());
 }
