@@ -74,6 +74,30 @@ fn assert_stderr_names(finished: &Finished, path: &Path) {
     );
 }
 
+/// Asserts `ledger list --rejected` holds `path` as `kind` with a reason, and `ledger show`
+/// tells the same of it.
+fn assert_ledger_rejects(td: &TestDir, emu: &Emulator, path: &Path, kind: &str) {
+    let rows = td
+        .ledger_cmd(emu, &["list", "--rejected", "--json"])
+        .expect_code(0)
+        .json_lines();
+    let wanted = path.to_string_lossy();
+    let row = rows
+        .iter()
+        .find(|r| r["path"].as_str() == Some(wanted.as_ref()))
+        .unwrap_or_else(|| panic!("`ledger list --rejected` lacks {wanted}: {rows:?}"));
+    assert_eq!(row["kind"], kind, "{row}");
+    assert!(
+        !row["reason"].as_str().unwrap_or_default().is_empty(),
+        "no reason recorded: {row}"
+    );
+    let shown = td
+        .ledger_cmd(emu, &["show", &wanted, "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(shown["kind"], kind, "`ledger show {wanted}`: {shown}");
+}
+
 // --- files that are not images ----------------------------------------------------------------------
 
 /// Runs eraser on `bytes` named `name` given directly: exit 1, named in stderr, nothing sent.
@@ -88,6 +112,7 @@ fn named_non_image_fails_without_reaching_the_service(name: &str, bytes: &[u8]) 
     assert_eq!(finished.json()["end"], "some_failed");
     assert_eq!(emu.counters().create_job_requests, 0);
     assert!(files_below(&td.out()).is_empty(), "OUT is not empty");
+    assert_ledger_rejects(&td, &emu, &file, "error");
 }
 
 /// Runs eraser on a folder holding `bytes` named `name` beside one image: the non-image is
@@ -97,7 +122,7 @@ fn non_image_in_a_folder_is_skipped(name: &str, bytes: &[u8]) {
     let td = TestDir::new();
     let mut expected = Expected::new();
     good_image(&td, &mut expected, "good.png", 1, "good.jpg");
-    td.write(Path::new("inputs").join(name), bytes);
+    let file = td.write(Path::new("inputs").join(name), bytes);
 
     let summary = td
         .run(&emu, &[&td.inputs()], &td.out(), &[])
@@ -108,6 +133,7 @@ fn non_image_in_a_folder_is_skipped(name: &str, bytes: &[u8]) {
     assert_never_uploaded(&emu, bytes, name);
     assert_each_uploaded_once(&emu.counters(), expected.values());
     assert_outputs_exactly(&td.out(), &expected);
+    assert_ledger_rejects(&td, &emu, &file, "skipped");
 }
 
 #[test]
@@ -193,6 +219,7 @@ fn a_file_over_the_size_limit_is_reported_and_never_uploaded() {
     assert_never_uploaded(&emu, &big, "the file over the limit");
     assert_each_uploaded_once(&emu.counters(), expected.values());
     assert_outputs_exactly(&td.out(), &expected);
+    assert_ledger_rejects(&td, &emu, &big_path, "error");
 }
 
 // --- links ------------------------------------------------------------------------------------------
@@ -215,6 +242,28 @@ fn a_broken_symlink_in_a_folder_is_skipped_and_the_run_exits_0() {
         .json();
 
     assert_eq!(num(&summary, "/skipped"), 1);
+    assert_outputs_exactly(&td.out(), &expected);
+    assert_ledger_rejects(&td, &emu, &td.inputs().join("dangling.jpg"), "skipped");
+}
+
+#[test]
+fn a_rejected_file_fixed_before_the_next_run_leaves_the_rejected_list() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let file = td.write("inputs/later.jpg", &zero_bytes());
+    td.run(&emu, &[&td.inputs()], &td.out(), &[]).expect_code(0);
+    assert_ledger_rejects(&td, &emu, &file, "skipped");
+
+    let bytes = image(Format::Jpeg, 77);
+    td.write("inputs/later.jpg", &bytes);
+    td.run(&emu, &[&td.inputs()], &td.out(), &[]).expect_code(0);
+
+    let rows = td
+        .ledger_cmd(&emu, &["list", "--rejected", "--json"])
+        .expect_code(0)
+        .json_lines();
+    assert!(rows.is_empty(), "still listed as rejected: {rows:?}");
+    let expected = Expected::from([(PathBuf::from("later.jpg"), sha256_hex(&bytes))]);
     assert_outputs_exactly(&td.out(), &expected);
 }
 

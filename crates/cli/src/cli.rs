@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
-use eraser_store::ImageStatus;
+use eraser_store::{ImageStatus, RejectKind};
 
 /// Remove watermarks from large image collections through the MagicEraser API.
 ///
@@ -175,6 +175,17 @@ pub enum LedgerCmd {
         /// Stop after this many images.
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
+        /// List the files runs found but did not use instead (`skipped`: not images inside
+        /// folders; `error`: could not be used), by path; both kinds when no KIND is given.
+        #[arg(
+            long,
+            value_name = "KIND",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "all",
+            conflicts_with = "status"
+        )]
+        rejected: Option<Rejected>,
     },
     /// One image and its inputs, found by input path, sha256 or job id.
     Show {
@@ -355,6 +366,28 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
 
 fn parse_status(text: &str) -> Result<ImageStatus, String> {
     text.parse()
+}
+
+/// Which rejected files `ledger list --rejected` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Rejected {
+    /// Both kinds.
+    All,
+    /// Not images, found inside folders.
+    Skipped,
+    /// Files that could not be used.
+    Error,
+}
+
+impl Rejected {
+    /// The kind to filter on; `None` for both.
+    pub fn kind(self) -> Option<RejectKind> {
+        match self {
+            Self::All => None,
+            Self::Skipped => Some(RejectKind::Skipped),
+            Self::Error => Some(RejectKind::Error),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -165,6 +165,15 @@ impl Ledger {
         .execute(&mut *tx)
         .await
         .map_err(|e| self.db_err(e))?;
+        // A path that was rejected before (not an image then) is an input now.
+        sqlx::query!(
+            "delete from rejected_inputs
+             where path in (select unhex(j.value ->> 'p') from json_each(?1) as j)",
+            json
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
         tx.commit().await.map_err(|e| self.db_err(e))
     }
 

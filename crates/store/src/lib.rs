@@ -27,6 +27,7 @@ mod ledger;
 mod model;
 mod open;
 mod queries;
+mod rejected;
 mod rows;
 mod runs;
 

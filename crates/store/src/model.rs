@@ -99,6 +99,60 @@ impl FromStr for ImageStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RunId(pub i64);
 
+/// Why a found file is not an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RejectKind {
+    /// Not an image, found inside a folder: expected, nothing to fix.
+    Skipped,
+    /// Cannot be used (unreadable, over the upload limit, a named file that is not an image).
+    Error,
+}
+
+impl RejectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Skipped => "skipped",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for RejectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RejectKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "skipped" => Ok(Self::Skipped),
+            "error" => Ok(Self::Error),
+            other => Err(format!("unknown rejection kind `{other}`")),
+        }
+    }
+}
+
+/// A found file that a run could not use, as the scan reports it.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub path: PathBuf,
+    pub kind: RejectKind,
+    pub reason: String,
+}
+
+/// A rejected file as the ledger holds it (the latest run that saw it).
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedRow {
+    pub path: PathBuf,
+    pub kind: RejectKind,
+    pub reason: String,
+    pub run: i64,
+    pub seen_at: DateTime<Utc>,
+}
+
 /// What a rescan needs to skip hashing a file: what the ledger knew of this path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownInput {
@@ -239,6 +293,10 @@ pub struct InputCounts {
     pub total: u64,
     pub done: u64,
     pub failed: u64,
+    /// Found files that are not images (inside folders).
+    pub skipped: u64,
+    /// Found files that could not be used.
+    pub rejected: u64,
 }
 
 /// Failures grouped by code.

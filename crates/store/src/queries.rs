@@ -133,6 +133,8 @@ impl Ledger {
             total: to_u64(t.get("inputs")),
             done: to_u64(t.get("inputs_done")),
             failed: to_u64(t.get("inputs_failed")),
+            skipped: to_u64(t.get("rejected_skipped")),
+            rejected: to_u64(t.get("rejected_error")),
         })
     }
 

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use eraser_store::{
     CreditsUsed, FailureGroup, ImageRow, ImageStatus, InputCounts, InputRow, InputState, Ledger,
-    Sha256, StatusCounts,
+    RejectKind, RejectedRow, Sha256, StatusCounts,
 };
 use futures_util::StreamExt as _;
 use serde::Serialize;
@@ -37,9 +37,16 @@ pub async fn run(global: &GlobalArgs, cmd: LedgerCmd, env: &Environment) -> anyh
     let status = match cmd {
         LedgerCmd::Status { json } => status(&ledger, json, &mut out).await?,
         LedgerCmd::List {
+            rejected: Some(which),
+            json,
+            limit,
+            ..
+        } => list_rejected(&ledger, which.kind(), json, limit, &mut out).await?,
+        LedgerCmd::List {
             status,
             json,
             limit,
+            rejected: None,
         } => list(&ledger, status, json, limit, &mut out).await?,
         LedgerCmd::Show { key, json } => show(&ledger, &key, json, &mut out).await?,
         LedgerCmd::Retry { shas } => retry(&ledger, &shas, global.quiet, &mut out).await?,
@@ -141,6 +148,15 @@ fn render_status(r: &StatusReport) -> String {
             r.inputs.total, r.inputs.done, r.inputs.failed
         ),
     );
+    if r.inputs.skipped + r.inputs.rejected > 0 {
+        row(
+            "not used",
+            format!(
+                "{} errors, {} not images (eraser ledger list --rejected)",
+                r.inputs.rejected, r.inputs.skipped
+            ),
+        );
+    }
     row(
         "in flight",
         match &r.oldest_in_flight {
@@ -317,6 +333,92 @@ async fn list(
     Ok(Status::Done)
 }
 
+/// A rejected file as one JSON object (path lossily UTF-8).
+#[derive(Debug, Serialize)]
+struct RejectedJson<'a> {
+    path: Cow<'a, str>,
+    kind: RejectKind,
+    reason: &'a str,
+    run: i64,
+    seen_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a RejectedRow> for RejectedJson<'a> {
+    fn from(r: &'a RejectedRow) -> Self {
+        Self {
+            path: r.path.to_string_lossy(),
+            kind: r.kind,
+            reason: &r.reason,
+            run: r.run,
+            seen_at: r.seen_at,
+        }
+    }
+}
+
+/// `ledger list --rejected`: files found but not used, by path.
+async fn list_rejected(
+    ledger: &Ledger,
+    kind: Option<RejectKind>,
+    json: bool,
+    limit: Option<u64>,
+    out: &mut impl Write,
+) -> anyhow::Result<Status> {
+    if !json {
+        writeln!(out, "{:<7}  {:>5}  PATH: REASON", "KIND", "RUN").context(STDOUT)?;
+    }
+    let mut left = limit.unwrap_or(u64::MAX);
+    let mut after: Option<PathBuf> = None;
+    while left > 0 {
+        let want = u32::try_from(left.min(u64::from(PAGE))).unwrap_or(PAGE);
+        let rows = ledger.list_rejected(kind, after.as_deref(), want).await?;
+        for row in &rows {
+            if json {
+                let line = serde_json::to_string(&RejectedJson::from(row))
+                    .context("encoding a rejected file")?;
+                writeln!(out, "{line}").context(STDOUT)?;
+            } else {
+                writeln!(out, "{}", rejected_row(row)).context(STDOUT)?;
+            }
+        }
+        left = left.saturating_sub(rows.len() as u64);
+        match rows.last() {
+            Some(last) if rows.len() == want as usize => after = Some(last.path.clone()),
+            _ => break,
+        }
+    }
+    out.flush().context(STDOUT)?;
+    Ok(Status::Done)
+}
+
+/// One line of the `ledger list --rejected` table (control characters in names shown escaped).
+fn rejected_row(r: &RejectedRow) -> String {
+    format!(
+        "{:<7}  {:>5}  {}: {}",
+        r.kind.as_str(),
+        r.run,
+        printable(&r.path.to_string_lossy()),
+        r.reason.replace(['\n', '\r'], " ")
+    )
+}
+
+/// Control characters (a newline in a file name) shown escaped, so one row stays one line.
+fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// One line of the `ledger list` table.
 fn table_row(r: &ImageRow) -> String {
     let error = match (&r.error_code, &r.error_message) {
@@ -353,6 +455,18 @@ async fn show(
     json: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<Status> {
+    if let Some(rejected) = find_rejected(ledger, Path::new(key)).await? {
+        let text = if json {
+            let mut line = serde_json::to_string(&RejectedJson::from(&rejected))
+                .context("encoding a rejected file")?;
+            line.push('\n');
+            line
+        } else {
+            render_rejected(&rejected)
+        };
+        out.write_all(text.as_bytes()).context(STDOUT)?;
+        return Ok(Status::Done);
+    }
     let image =
         if Path::new(key).exists() {
             let input = find_input(ledger, Path::new(key))
@@ -395,6 +509,41 @@ async fn find_input(ledger: &Ledger, path: &Path) -> anyhow::Result<Option<Input
         Ok(real) if real != absolute => Ok(ledger.input(&real).await?),
         _ => Ok(None),
     }
+}
+
+/// The rejection of a path as given (absolute), unless the path is an input now.
+async fn find_rejected(ledger: &Ledger, path: &Path) -> anyhow::Result<Option<RejectedRow>> {
+    let Ok(absolute) = std::path::absolute(path) else {
+        return Ok(None);
+    };
+    if ledger.input(&absolute).await?.is_some() {
+        return Ok(None);
+    }
+    Ok(ledger.rejected(&absolute).await?)
+}
+
+/// The aligned human block of `ledger show` for a rejected file.
+fn render_rejected(r: &RejectedRow) -> String {
+    let mut s = String::new();
+    let mut row = |label: &str, value: String| {
+        let _ = writeln!(s, "{label:>10}  {value}");
+    };
+    row("path", printable(&r.path.to_string_lossy()).into_owned());
+    let outcome = match r.kind {
+        RejectKind::Skipped => "skipped (not an image)",
+        RejectKind::Error => "error (not used)",
+    };
+    row("outcome", outcome.into());
+    row("reason", r.reason.clone());
+    row(
+        "seen",
+        format!(
+            "by run {} at {}",
+            r.run,
+            r.seen_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    );
+    s
 }
 
 /// A sha256 given on the command line: exactly 64 hex digits.
@@ -1021,6 +1170,8 @@ mod tests {
                 total: 4,
                 done: 2,
                 failed: 0,
+                skipped: 1,
+                rejected: 1,
             },
             in_flight: 1,
             oldest_in_flight: None,
@@ -1031,7 +1182,7 @@ mod tests {
         for key in ["total", "new", "uploading", "processing", "done", "failed"] {
             assert!(v["images"][key].is_u64(), "images.{key}");
         }
-        for key in ["total", "done", "failed"] {
+        for key in ["total", "done", "failed", "skipped", "rejected"] {
             assert!(v["inputs"][key].is_u64(), "inputs.{key}");
         }
         for key in [

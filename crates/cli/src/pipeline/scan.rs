@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use eraser_api::ImageFormat;
-use eraser_store::{InputRecord, Ledger, RunId, Sha256};
+use eraser_store::{InputRecord, Ledger, RejectKind, Rejection, RunId, Sha256};
 use sha2::Digest as _;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -50,6 +50,14 @@ pub struct InputError {
     pub reason: String,
 }
 
+/// Files found but not usable: errors for the final report, and every rejection for the ledger.
+#[derive(Default)]
+struct Rejected {
+    errors: Vec<InputError>,
+    /// Not yet recorded in the ledger.
+    pending: Vec<Rejection>,
+}
+
 impl Scan {
     /// Runs the whole scan; returns the named inputs that failed.
     pub async fn run(self) -> anyhow::Result<Vec<InputError>> {
@@ -65,7 +73,7 @@ impl Scan {
             threads.max(4),
         );
         let hashing = Arc::new(Semaphore::new(threads));
-        let mut errors = Vec::new();
+        let mut rejected = Rejected::default();
         let mut pending: Vec<InputRecord> = Vec::with_capacity(RECORD_BATCH);
         let mut batch: Vec<Found> = Vec::with_capacity(LOOKUP_BATCH);
         let mut last_flush = std::time::Instant::now();
@@ -74,45 +82,60 @@ impl Scan {
             let Some(first) = events.recv().await else {
                 break;
             };
-            self.take(first, &mut batch, &mut errors);
+            self.take(first, &mut batch, &mut rejected);
             while batch.len() < LOOKUP_BATCH {
                 match events.try_recv() {
-                    Ok(ev) => self.take(ev, &mut batch, &mut errors),
+                    Ok(ev) => self.take(ev, &mut batch, &mut rejected),
                     Err(_) => break,
                 }
             }
             if batch.is_empty() {
                 continue;
             }
-            self.fingerprint(&mut batch, &hashing, &mut pending, &mut errors)
+            self.fingerprint(&mut batch, &hashing, &mut pending, &mut rejected)
                 .await?;
-            if pending.len() >= RECORD_BATCH || last_flush.elapsed() >= FLUSH_EVERY {
-                self.record(&mut pending).await?;
+            if pending.len() + rejected.pending.len() >= RECORD_BATCH
+                || last_flush.elapsed() >= FLUSH_EVERY
+            {
+                self.record(&mut pending, &mut rejected.pending).await?;
                 last_flush = std::time::Instant::now();
             }
         }
-        self.record(&mut pending).await?;
-        Ok(errors)
+        self.record(&mut pending, &mut rejected.pending).await?;
+        Ok(rejected.errors)
     }
 
-    fn take(&self, ev: WalkEvent, batch: &mut Vec<Found>, errors: &mut Vec<InputError>) {
+    fn take(&self, ev: WalkEvent, batch: &mut Vec<Found>, rejected: &mut Rejected) {
         match ev {
             WalkEvent::File(f) => {
                 Counters::add(&self.counters.found, 1);
                 batch.push(f);
             }
-            WalkEvent::Skipped { path, reason } => {
-                Counters::add(&self.counters.skipped, 1);
-                tracing::info!("skipped {}: {reason}", path.display());
-            }
-            WalkEvent::Error { path, reason } => self.input_error(errors, path, reason),
+            WalkEvent::Skipped { path, reason } => self.skipped(rejected, path, reason),
+            WalkEvent::Error { path, reason } => self.input_error(rejected, path, reason),
         }
     }
 
-    fn input_error(&self, errors: &mut Vec<InputError>, path: PathBuf, reason: String) {
+    /// A found file that is not an input (expected inside folders: shown with `-v`).
+    fn skipped(&self, rejected: &mut Rejected, path: PathBuf, reason: String) {
+        Counters::add(&self.counters.skipped, 1);
+        tracing::info!("skipped {}: {reason}", path.display());
+        rejected.pending.push(Rejection {
+            path,
+            kind: RejectKind::Skipped,
+            reason,
+        });
+    }
+
+    fn input_error(&self, rejected: &mut Rejected, path: PathBuf, reason: String) {
         Counters::add(&self.counters.input_errors, 1);
         tracing::error!("{}: {reason}", path.display());
-        errors.push(InputError { path, reason });
+        rejected.pending.push(Rejection {
+            path: path.clone(),
+            kind: RejectKind::Error,
+            reason: reason.clone(),
+        });
+        rejected.errors.push(InputError { path, reason });
     }
 
     /// Reuses the ledger's hash for unchanged files, hashes the others, queues records.
@@ -121,7 +144,7 @@ impl Scan {
         batch: &mut Vec<Found>,
         hashing: &Arc<Semaphore>,
         pending: &mut Vec<InputRecord>,
-        errors: &mut Vec<InputError>,
+        rejected: &mut Rejected,
     ) -> anyhow::Result<()> {
         let paths: Vec<PathBuf> = batch.iter().map(|f| f.path.clone()).collect();
         let known = self
@@ -151,7 +174,7 @@ impl Scan {
                             "{} bytes, over the upload limit of {} bytes",
                             found.size, self.max_upload_bytes
                         );
-                        self.input_error(errors, found.path, reason);
+                        self.input_error(rejected, found.path, reason);
                         continue;
                     }
                     let permit = Arc::clone(hashing).acquire_owned().await?;
@@ -171,11 +194,10 @@ impl Scan {
                     fresh.push((found, fp, true));
                 }
                 Err(FpError::NotImage(reason)) if !found.named => {
-                    Counters::add(&self.counters.skipped, 1);
-                    tracing::info!("skipped {}: {reason}", found.path.display());
+                    self.skipped(rejected, found.path, reason)
                 }
                 Err(FpError::NotImage(reason) | FpError::Unreadable(reason)) => {
-                    self.input_error(errors, found.path, reason)
+                    self.input_error(rejected, found.path, reason)
                 }
             }
         }
@@ -185,7 +207,7 @@ impl Scan {
                 layout::output_path(&self.out, &found.rel, found.stem_shared, "jpg")
             else {
                 self.input_error(
-                    errors,
+                    rejected,
                     found.path,
                     "its path cannot be mirrored inside OUT".into(),
                 );
@@ -233,25 +255,45 @@ impl Scan {
         Ok(chosen)
     }
 
-    async fn record(&self, pending: &mut Vec<InputRecord>) -> anyhow::Result<()> {
+    async fn record(
+        &self,
+        pending: &mut Vec<InputRecord>,
+        rejected: &mut Vec<Rejection>,
+    ) -> anyhow::Result<()> {
+        if !rejected.is_empty() {
+            retry_busy(|| self.ledger.record_rejected(self.run, rejected))
+                .await
+                .context("recording rejected files in the ledger")?;
+            rejected.clear();
+        }
         if pending.is_empty() {
             return Ok(());
         }
-        let mut attempt = 0;
-        loop {
-            match self.ledger.record_inputs(self.run, pending).await {
-                Ok(()) => break,
-                Err(e) if e.kind() == eraser_store::ErrorKind::Retry && attempt < 5 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                }
-                Err(e) => return Err(e).context("recording inputs in the ledger"),
-            }
-        }
+        retry_busy(|| self.ledger.record_inputs(self.run, pending))
+            .await
+            .context("recording inputs in the ledger")?;
         Counters::add(&self.counters.recorded, pending.len() as u64);
         pending.clear();
         self.recorded.notify_one();
         Ok(())
+    }
+}
+
+/// Runs a ledger write, retrying a few times while another process holds the lock.
+async fn retry_busy<F, Fut>(mut write: F) -> Result<(), eraser_store::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), eraser_store::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Err(e) if e.kind() == eraser_store::ErrorKind::Retry && attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -21,5 +21,7 @@ mod open;
 mod queries;
 /// The run registry and `recover` within one process.
 mod recover;
+/// Files found but not used: recorded, listed, refreshed, and dropped when they become inputs.
+mod rejected;
 /// Every transition, and every refusal from a wrong status.
 mod transitions;

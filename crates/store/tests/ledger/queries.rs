@@ -217,7 +217,9 @@ async fn input_counts_count_inputs_by_their_images_outcome() {
         InputCounts {
             total: 4,
             done: 2,
-            failed: 1
+            failed: 1,
+            skipped: 0,
+            rejected: 0,
         }
     );
 
@@ -231,7 +233,9 @@ async fn input_counts_count_inputs_by_their_images_outcome() {
         InputCounts {
             total: 4,
             done: 0,
-            failed: 1
+            failed: 1,
+            skipped: 0,
+            rejected: 0,
         }
     );
 }
