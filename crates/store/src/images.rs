@@ -175,6 +175,22 @@ impl Ledger {
             .await
     }
 
+    /// Deletes a `new` image that no input holds any more (its only file changed before it
+    /// was ever sent); returns whether it was deleted. Images with history are kept.
+    pub async fn forget_unused(&self, sha: &Sha256) -> Result<bool> {
+        let key = sha.to_string();
+        let done = sqlx::query!(
+            "delete from images
+             where sha256 = ?1 and status = 'new' and job_id is null
+               and not exists (select 1 from inputs where inputs.image_id = images.id)",
+            key
+        )
+        .execute(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// `failed` → `new` for the given images (all failed ones when `None`). Returns how many.
     /// Images that are not `failed` are left as they are (and not counted). The last error
     /// stays on the row until the next outcome replaces it.

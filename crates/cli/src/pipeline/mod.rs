@@ -192,6 +192,7 @@ pub async fn run(
         run_failures: BTreeMap::new(),
         given_up: HashSet::new(),
         exhausted: false,
+        rehashed: HashSet::new(),
     };
 
     let mut scan_errors = Vec::new();
@@ -459,6 +460,8 @@ struct Coordinator {
     /// The scan is over and the last claim found fewer images than it asked for: claiming
     /// again finds nothing until something is put back in the queue.
     exhausted: bool,
+    /// Inputs hashed again this run because they changed before their upload (once each).
+    rehashed: HashSet<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -694,9 +697,7 @@ impl Coordinator {
                     .await?;
                     self.refusal(code, message, sha).await?;
                 } else if matches!(e, eraser_api::Error::InputChanged { .. }) {
-                    // Nothing was uploaded under the old hash; the next run hashes the new bytes.
-                    let msg = format!("{e}; not uploaded, the next run hashes it again");
-                    self.fail(&sha, None, &msg, true).await?;
+                    self.input_changed(claim, &e).await?;
                 } else if matches!(e, eraser_api::Error::InvalidInput { .. }) {
                     self.fail(&sha, None, &format!("{e}"), false).await?;
                 } else if e.is_retryable() {
@@ -709,6 +710,59 @@ impl Coordinator {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The claimed input's bytes changed after hashing (nothing was uploaded under the old
+    /// hash): hash it again and record its new content, so this run uploads the new bytes;
+    /// the old image goes back to `new` (other inputs may still hold it) or is forgotten.
+    /// A file that changes again, vanishes or stops being an image fails for this run.
+    async fn input_changed(&mut self, claim: Claim, e: &eraser_api::Error) -> anyhow::Result<()> {
+        let sha = claim.sha256;
+        let path = claim.source_path;
+        let known = self.ledger.input(&path).await?;
+        let fresh = if self.rehashed.insert(path.clone()) {
+            let p = path.clone();
+            Some(
+                tokio::task::spawn_blocking(move || scan::fingerprint_file(&p))
+                    .await
+                    .context("hashing task failed")?,
+            )
+        } else {
+            None
+        };
+        let (fp, known) = match (fresh, known) {
+            (Some(Ok(fp)), Some(known)) => (fp, known),
+            (Some(Err(again)), _) => {
+                let msg = format!("{e}; hashing it again: {}", again.reason());
+                return self.fail(&sha, None, &msg, true).await;
+            }
+            _ => {
+                let msg = format!("{e}; not uploaded, the next run hashes it again");
+                return self.fail(&sha, None, &msg, true).await;
+            }
+        };
+        tracing::warn!(
+            "{}: changed since it was hashed; hashed again, its new bytes are uploaded",
+            path.display()
+        );
+        let record = eraser_store::InputRecord {
+            path,
+            size: fp.size,
+            mtime_ns: fp.mtime_ns,
+            sha256: fp.sha256,
+            format: fp.format.map(|f| f.as_str().to_owned()).unwrap_or_default(),
+            // The recorded plan wins over this one (an input keeps its output path).
+            planned_output: known.planned_output.unwrap_or_default(),
+        };
+        self.ledger
+            .record_inputs(self.run, std::slice::from_ref(&record))
+            .await
+            .with_context(|| format!("recording the new bytes of {}", record.path.display()))?;
+        self.ledger.release_claim(&sha).await?;
+        self.ledger.forget_unused(&sha).await?;
+        Counters::add(&self.counters.hashed, 1);
+        self.exhausted = false;
         Ok(())
     }
 

@@ -298,16 +298,24 @@ where
 }
 
 /// What hashing learned about a file.
-struct Fingerprint {
-    sha256: Sha256,
+pub(super) struct Fingerprint {
+    pub(super) sha256: Sha256,
     /// `None` when reused from the ledger (the image row has it).
-    format: Option<ImageFormat>,
-    size: u64,
-    mtime_ns: i64,
+    pub(super) format: Option<ImageFormat>,
+    pub(super) size: u64,
+    pub(super) mtime_ns: i64,
+}
+
+impl FpError {
+    pub(super) fn reason(&self) -> &str {
+        match self {
+            Self::NotImage(r) | Self::Unreadable(r) => r,
+        }
+    }
 }
 
 /// Why a file cannot be an input.
-enum FpError {
+pub(super) enum FpError {
     /// Readable, but not JPEG, PNG or WEBP (skipped inside folders).
     NotImage(String),
     /// Cannot be read (an error in any case).
@@ -320,7 +328,7 @@ thread_local! {
 }
 
 /// Sniffs and hashes one file; re-reads it if it changed while being read.
-fn fingerprint_file(path: &Path) -> Result<Fingerprint, FpError> {
+pub(super) fn fingerprint_file(path: &Path) -> Result<Fingerprint, FpError> {
     let unreadable = |what: &str, e: std::io::Error| FpError::Unreadable(format!("{what}: {e}"));
     for _ in 0..3 {
         let mut file = std::fs::File::open(path).map_err(|e| unreadable("cannot open", e))?;

@@ -386,3 +386,24 @@ async fn a_finished_run_forgets_its_membership() {
     assert_eq!(t.ledger.run_progress(run).await.unwrap().inputs, 0);
     assert_eq!(t.ledger.input_counts().await.unwrap().total, 3);
 }
+
+#[tokio::test]
+async fn forget_unused_deletes_only_a_new_image_that_no_input_holds() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    let run = l.begin_run("test", Path::new("/out")).await.unwrap();
+    l.record_inputs(run, &[input("/in/a.jpg", 1)])
+        .await
+        .unwrap();
+    l.record_inputs(run, &[input("/in/a.jpg", 2)])
+        .await
+        .unwrap();
+
+    assert!(
+        !l.forget_unused(&sha(2)).await.unwrap(),
+        "held by /in/a.jpg"
+    );
+    assert!(l.forget_unused(&sha(1)).await.unwrap());
+    assert!(l.image(&sha(1)).await.unwrap().is_none());
+    assert_eq!(l.status_counts().await.unwrap().total, 1);
+}
