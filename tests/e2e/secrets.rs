@@ -239,3 +239,45 @@ fn a_config_file_holding_a_token_with_mode_0600_draws_no_warning() {
         .any(|l| l.contains("warning") && l.contains(&*file.to_string_lossy()));
     assert!(!warned, "a warning about {}:\n{stderr}", file.display());
 }
+
+#[test]
+fn config_set_token_creates_a_0600_file_from_stdin_and_never_echoes_the_token() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let file = td.root().join("cfg").join("eraser").join("config.toml");
+    let mut cmd = td.eraser(&emu);
+    cmd.args(["config", "set-token", "-vvv"])
+        .env("ERASER_CONFIG", &file)
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start eraser config set-token");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{TOKEN}\n").as_bytes())
+        .expect("write the token");
+    let output = child.wait_with_output().expect("wait");
+
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_clean("stdout (config set-token)", &output.stdout);
+    assert_clean("stderr (config set-token)", &output.stderr);
+    let mode = std::fs::metadata(&file)
+        .expect("config file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The saved token is the one the next run sends, with no warning about the file.
+    write_unique(&td, "t", 960, 1, &mut Expected::new());
+    let mut run = td.run_cmd(&emu, &[&td.inputs()], &td.out(), &[]);
+    run.env("ERASER_CONFIG", &file);
+    let finished = run.finish().expect_code(0);
+    assert_service_got_the_token(&emu);
+    assert!(!finished.stderr.contains("warning"), "{}", finished.stderr);
+}

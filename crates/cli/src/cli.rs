@@ -232,6 +232,10 @@ pub enum ConfigCmd {
     Path,
     /// Print the effective configuration as TOML, each value with its source.
     Show,
+    /// Save the API token in the config file (created readable by you only, mode 0600).
+    /// The token is read from stdin, never from the command line: paste it at the hidden
+    /// prompt, or pipe it in (`printenv ERASER_TOKEN | eraser config set-token`).
+    SetToken,
 }
 
 /// Parses a duration: `500ms`, `90s`, `10m`, `1h`, combinations like `1h30m`, or plain seconds.

@@ -94,6 +94,7 @@ fn is_usage(e: &anyhow::Error) -> bool {
         || e.chain().any(|cause| {
             cause.is::<UsageError>()
                 || cause.is::<ConfigError>()
+                || cause.is::<crate::token_file::SaveTokenError>()
                 || cause.is::<LedgerUnavailable>()
                 || cause
                     .downcast_ref::<eraser_store::Error>()

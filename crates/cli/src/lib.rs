@@ -11,3 +11,4 @@ pub mod logging;
 pub mod pipeline;
 pub mod progress;
 pub mod summary;
+pub mod token_file;
