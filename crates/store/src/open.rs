@@ -23,6 +23,10 @@ pub struct OpenOptions {
 
 /// Reader connections per ledger handle (WAL lets them read beside the one writer).
 const READERS: u32 = 4;
+/// Page cache of the writer connection, KiB.
+const WRITER_CACHE_KIB: u32 = 16 * 1024;
+/// Page cache of each reader connection, KiB (readers probe by key: a few pages per lookup).
+const READER_CACHE_KIB: u32 = 2 * 1024;
 
 impl Default for OpenOptions {
     fn default() -> Self {
@@ -71,12 +75,14 @@ impl OpenOptions {
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         // One connection: this process's writes queue here instead of fighting over the lock.
         // A batch of new images dirties a page of the sha256 index per image, so the writer gets
-        // a larger cache, and checkpoints every 64 MiB of log instead of SQLite's 4 MiB (a page
-        // rewritten by several batches is then copied back once); the log file is cut back to
-        // 64 MiB after a checkpoint.
+        // a larger cache (yet bounded: a cache counts in the process's memory, which must not
+        // grow with the ledger; pages it drops come back from the OS page cache), and
+        // checkpoints every 64 MiB of log instead of SQLite's 4 MiB (a page rewritten by several
+        // batches is then copied back once); the log file is cut back to 64 MiB after a
+        // checkpoint.
         let writer = options
             .clone()
-            .pragma("cache_size", "-65536")
+            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
             .pragma("wal_autocheckpoint", "16384")
             .pragma("journal_size_limit", "67108864");
         let write = SqlitePoolOptions::new()
@@ -88,7 +94,7 @@ impl OpenOptions {
         let read = SqlitePoolOptions::new()
             .max_connections(READERS)
             .test_before_acquire(false)
-            .connect_lazy_with(options.pragma("cache_size", "-16384"));
+            .connect_lazy_with(options.pragma("cache_size", format!("-{READER_CACHE_KIB}")));
         let ledger = Ledger { path, read, write };
 
         ledger.ensure_wal(self.busy_timeout).await?;
