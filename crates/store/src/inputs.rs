@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::ledger::{now_text, path_bytes, path_from_bytes, to_i64};
-use crate::{Error, InputRecord, KnownInput, Ledger, Result, RunId};
+use crate::{Error, InputRecord, KnownInput, Ledger, Result, RunId, SeenInput};
 
 /// One input of a batch, as the SQL below reads it from the JSON array.
 #[derive(Serialize)]
@@ -177,17 +177,96 @@ impl Ledger {
         tx.commit().await.map_err(|e| self.db_err(e))
     }
 
-    /// The input whose planned output is `output`, if any (for collision resolution).
-    pub async fn planned_output_owner(&self, output: &Path) -> Result<Option<PathBuf>> {
-        let output = path_bytes(output);
-        let owner = sqlx::query_scalar!(
-            "select path from placements where planned = ?1 order by path limit 1",
-            output
+    /// Records that `run` saw these inputs unchanged (same path, size and mtime as the ledger
+    /// holds): run membership, a plan in the run's OUT when it has none, and `last_run`. Three
+    /// statements per batch, none touching the images or their sha256 index (the rescan path),
+    /// and one dropping the paths from the rejected files.
+    pub async fn record_unchanged(&self, run: RunId, batch: &[SeenInput]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<[String; 2]> = batch
+            .iter()
+            .map(|r| {
+                [
+                    hex::encode(path_bytes(&r.path)),
+                    hex::encode(path_bytes(&r.planned_output)),
+                ]
+            })
+            .collect();
+        let json = serde_json::to_string(&rows).map_err(|e| self.invalid(e))?;
+        let now = now_text();
+        let mut tx = self.begin_write().await?;
+        sqlx::query!(
+            "update inputs set last_run = ?2, last_seen = ?3
+             where path in (select unhex(j.value ->> 0) from json_each(?1) as j)",
+            json,
+            run.0,
+            now
         )
-        .fetch_optional(&self.read)
+        .execute(&mut *tx)
         .await
         .map_err(|e| self.db_err(e))?;
-        Ok(owner.map(path_from_bytes))
+        sqlx::query!(
+            "insert into run_inputs (run, path)
+             select ?2, unhex(j.value ->> 0) from json_each(?1) as j where true
+             on conflict do nothing",
+            json,
+            run.0
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        sqlx::query!(
+            "insert into placements (path, out_root, planned, written, updated_at)
+             select unhex(j.value ->> 0), coalesce((select r.out_root from runs as r where r.id = ?2), x''),
+                    unhex(j.value ->> 1), null, ?3
+             from json_each(?1) as j where true
+             on conflict do nothing",
+            json,
+            run.0,
+            now
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        // Unreadable for a while (rejected), readable again as it was.
+        sqlx::query!(
+            "delete from rejected_inputs
+             where path in (select unhex(j.value ->> 0) from json_each(?1) as j)",
+            json
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        tx.commit().await.map_err(|e| self.db_err(e))
+    }
+
+    /// For each of `outputs` that some input already plans, that input (the first by path):
+    /// collision resolution for a whole batch in one query.
+    pub async fn planned_output_owners(
+        &self,
+        outputs: &[PathBuf],
+    ) -> Result<HashMap<PathBuf, PathBuf>> {
+        if outputs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let hexes: Vec<String> = outputs.iter().map(|p| hex::encode(path_bytes(p))).collect();
+        let json = serde_json::to_string(&hexes).map_err(|e| self.invalid(e))?;
+        let rows = sqlx::query!(
+            r#"select planned as "planned!: Vec<u8>", min(path) as "owner!: Vec<u8>"
+               from placements
+               where planned in (select unhex(j.value) from json_each(?1) as j)
+               group by planned"#,
+            json
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (path_from_bytes(r.planned), path_from_bytes(r.owner)))
+            .collect())
     }
 
     /// Records that `output` was written for the input at `path`, in `run`'s OUT.

@@ -153,6 +153,14 @@ pub struct RejectedRow {
     pub seen_at: DateTime<Utc>,
 }
 
+/// An input a run found unchanged (see [`crate::Ledger::record_unchanged`]).
+#[derive(Debug, Clone)]
+pub struct SeenInput {
+    pub path: PathBuf,
+    /// Its output in this run's OUT, used only when it has none there yet.
+    pub planned_output: PathBuf,
+}
+
 /// What a rescan needs to skip hashing a file: what the ledger knew of this path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownInput {

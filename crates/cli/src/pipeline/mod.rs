@@ -5,6 +5,7 @@
 //! a single schedule and hands finished ones to placement. The ledger is the only shared state,
 //! so a second run on the same ledger, or the next run after a kill, simply picks up from it.
 
+mod fingerprint;
 pub mod layout;
 mod limits;
 mod place;
@@ -724,7 +725,7 @@ impl Coordinator {
         let fresh = if self.rehashed.insert(path.clone()) {
             let p = path.clone();
             Some(
-                tokio::task::spawn_blocking(move || scan::fingerprint_file(&p))
+                tokio::task::spawn_blocking(move || fingerprint::fingerprint_file(&p))
                     .await
                     .context("hashing task failed")?,
             )
@@ -751,7 +752,7 @@ impl Coordinator {
             size: fp.size,
             mtime_ns: fp.mtime_ns,
             sha256: fp.sha256,
-            format: fp.format.map(|f| f.as_str().to_owned()).unwrap_or_default(),
+            format: fp.format.as_str().to_owned(),
             // The recorded plan wins over this one (an input keeps its output path).
             planned_output: known.planned_output.unwrap_or_default(),
         };

@@ -1,29 +1,30 @@
 //! walk → fingerprint → record: turns INPUTs into ledger rows, in batches.
 //!
-//! A file whose (path, size, mtime) the ledger already holds keeps its recorded hash and is not
-//! read again; others are hashed on a blocking pool as wide as the cores.
+//! Found files are looked up in the ledger a batch at a time: a file whose (path, size, mtime)
+//! the ledger already holds keeps its recorded hash, is not read again and is recorded by the
+//! light rescan path. The others go to the hashing [`Pool`] and are taken back as they finish,
+//! their output names checked for collisions a batch at a time. Everything is recorded in
+//! batched transactions; uploads start from recorded rows, so they begin before the scan ends.
 
-use std::cell::RefCell;
 use std::collections::HashSet;
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use eraser_api::ImageFormat;
-use eraser_store::{InputRecord, Ledger, RejectKind, Rejection, RunId, Sha256};
-use sha2::Digest as _;
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
+use eraser_store::{InputRecord, Ledger, RejectKind, Rejection, RunId, SeenInput};
+use tokio::sync::Notify;
 
+use super::fingerprint::{Fingerprint, FpError, Hashed, Pool};
 use super::layout;
 use super::walk::{self, Found, WalkEvent};
 use crate::progress::Counters;
 
-/// Inputs looked up in the ledger at once.
+/// Inputs looked up in the ledger at once; also the most files handed to the hashing pool and
+/// not yet taken back (so memory stays flat).
 const LOOKUP_BATCH: usize = 1024;
+/// Hashed files whose output names are checked for collisions in one query.
+const RESOLVE_BATCH: usize = 256;
 /// Rows written per ledger transaction.
 const RECORD_BATCH: usize = 4096;
 /// Longest a found input waits to be recorded (uploads start from recorded rows).
@@ -50,12 +51,29 @@ pub struct InputError {
     pub reason: String,
 }
 
-/// Files found but not usable: errors for the final report, and every rejection for the ledger.
+/// What the scan holds between ledger writes.
 #[derive(Default)]
-struct Rejected {
+struct Batches {
+    /// Named inputs that could not be used (for the final report).
     errors: Vec<InputError>,
-    /// Not yet recorded in the ledger.
-    pending: Vec<Rejection>,
+    /// Files found but not used, not yet recorded.
+    rejected: Vec<Rejection>,
+    /// Inputs the ledger already knows unchanged, not yet recorded.
+    unchanged: Vec<SeenInput>,
+    /// Hashed inputs whose output name is not yet checked for collisions.
+    hashed: Vec<(Found, Fingerprint)>,
+    /// Inputs ready to record.
+    pending: Vec<InputRecord>,
+    /// Output names given to `pending` (the ledger knows those of recorded rows).
+    taken: HashSet<PathBuf>,
+    /// Files in the hashing pool.
+    hashing: usize,
+}
+
+impl Batches {
+    fn to_record(&self) -> usize {
+        self.rejected.len() + self.unchanged.len() + self.pending.len()
+    }
 }
 
 impl Scan {
@@ -72,209 +90,216 @@ impl Scan {
             self.follow,
             threads.max(4),
         );
-        let hashing = Arc::new(Semaphore::new(threads));
-        let mut rejected = Rejected::default();
-        let mut pending: Vec<InputRecord> = Vec::with_capacity(RECORD_BATCH);
-        let mut batch: Vec<Found> = Vec::with_capacity(LOOKUP_BATCH);
-        let mut last_flush = std::time::Instant::now();
-        loop {
-            batch.clear();
-            let Some(first) = events.recv().await else {
-                break;
-            };
-            self.take(first, &mut batch, &mut rejected);
-            while batch.len() < LOOKUP_BATCH {
-                match events.try_recv() {
-                    Ok(ev) => self.take(ev, &mut batch, &mut rejected),
-                    Err(_) => break,
+        let mut pool =
+            Pool::start(threads, 2 * LOOKUP_BATCH).context("starting the hashing threads")?;
+        let mut b = Batches::default();
+        let mut found: Vec<Found> = Vec::with_capacity(LOOKUP_BATCH);
+        let mut walking = true;
+        let mut last_flush = Instant::now();
+        while walking || b.hashing > 0 {
+            tokio::select! {
+                biased;
+                done = pool.next(), if b.hashing > 0 => {
+                    let done = done.context("the hashing threads stopped")?;
+                    b.hashing -= 1;
+                    self.hashed(done, &mut b);
                 }
+                event = events.recv(), if walking && b.hashing < LOOKUP_BATCH => match event {
+                    None => walking = false,
+                    Some(event) => {
+                        self.take(event, &mut found, &mut b);
+                        while found.len() < LOOKUP_BATCH {
+                            match events.try_recv() {
+                                Ok(event) => self.take(event, &mut found, &mut b),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                },
+                _ = tokio::time::sleep_until((last_flush + FLUSH_EVERY).into()) => {}
             }
-            if batch.is_empty() {
-                continue;
+            if !found.is_empty() {
+                self.look_up(&mut found, &pool, &mut b).await?;
             }
-            self.fingerprint(&mut batch, &hashing, &mut pending, &mut rejected)
-                .await?;
-            if pending.len() + rejected.pending.len() >= RECORD_BATCH
-                || last_flush.elapsed() >= FLUSH_EVERY
-            {
-                self.record(&mut pending, &mut rejected.pending).await?;
-                last_flush = std::time::Instant::now();
+            let due = last_flush.elapsed() >= FLUSH_EVERY;
+            let ending = !walking && b.hashing == 0;
+            if b.hashed.len() >= RESOLVE_BATCH || (due || ending) && !b.hashed.is_empty() {
+                self.resolve(&mut b).await?;
+            }
+            if b.to_record() >= RECORD_BATCH || due || ending {
+                self.record(&mut b).await?;
+                last_flush = Instant::now();
             }
         }
-        self.record(&mut pending, &mut rejected.pending).await?;
-        Ok(rejected.errors)
+        Ok(b.errors)
     }
 
-    fn take(&self, ev: WalkEvent, batch: &mut Vec<Found>, rejected: &mut Rejected) {
+    fn take(&self, ev: WalkEvent, found: &mut Vec<Found>, b: &mut Batches) {
         match ev {
             WalkEvent::File(f) => {
                 Counters::add(&self.counters.found, 1);
-                batch.push(f);
+                found.push(f);
             }
-            WalkEvent::Skipped { path, reason } => self.skipped(rejected, path, reason),
-            WalkEvent::Error { path, reason } => self.input_error(rejected, path, reason),
+            WalkEvent::Skipped { path, reason } => self.skipped(b, path, reason),
+            WalkEvent::Error { path, reason } => self.input_error(b, path, reason),
         }
     }
 
     /// A found file that is not an input (expected inside folders: shown with `-v`).
-    fn skipped(&self, rejected: &mut Rejected, path: PathBuf, reason: String) {
+    fn skipped(&self, b: &mut Batches, path: PathBuf, reason: String) {
         Counters::add(&self.counters.skipped, 1);
         tracing::info!("skipped {}: {reason}", path.display());
-        rejected.pending.push(Rejection {
+        b.rejected.push(Rejection {
             path,
             kind: RejectKind::Skipped,
             reason,
         });
     }
 
-    fn input_error(&self, rejected: &mut Rejected, path: PathBuf, reason: String) {
+    fn input_error(&self, b: &mut Batches, path: PathBuf, reason: String) {
         Counters::add(&self.counters.input_errors, 1);
         tracing::error!("{}: {reason}", path.display());
-        rejected.pending.push(Rejection {
+        b.rejected.push(Rejection {
             path: path.clone(),
             kind: RejectKind::Error,
             reason: reason.clone(),
         });
-        rejected.errors.push(InputError { path, reason });
+        b.errors.push(InputError { path, reason });
     }
 
-    /// Reuses the ledger's hash for unchanged files, hashes the others, queues records.
-    async fn fingerprint(
+    /// Splits found files into unchanged ones (recorded without reading them) and the ones to
+    /// hash (handed to the pool).
+    async fn look_up(
         &self,
-        batch: &mut Vec<Found>,
-        hashing: &Arc<Semaphore>,
-        pending: &mut Vec<InputRecord>,
-        rejected: &mut Rejected,
+        found: &mut Vec<Found>,
+        pool: &Pool,
+        b: &mut Batches,
     ) -> anyhow::Result<()> {
-        let paths: Vec<PathBuf> = batch.iter().map(|f| f.path.clone()).collect();
+        let paths: Vec<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
         let known = self
             .ledger
             .lookup_inputs(&paths)
             .await
             .context("looking up inputs in the ledger")?;
-        let mut jobs: JoinSet<(Found, Result<Fingerprint, FpError>)> = JoinSet::new();
-        let mut fresh = Vec::new();
-        for (found, known) in batch.drain(..).zip(known) {
+        for (f, known) in found.drain(..).zip(known) {
             match known {
-                Some(k) if k.size == found.size && k.mtime_ns == found.mtime_ns => {
-                    fresh.push((
-                        found,
-                        Fingerprint {
-                            sha256: k.sha256,
-                            format: None,
-                            size: k.size,
-                            mtime_ns: k.mtime_ns,
-                        },
-                        false,
-                    ));
+                Some(k) if k.size == f.size && k.mtime_ns == f.mtime_ns => {
+                    if let Some(planned) = self.planned(&f, b) {
+                        b.unchanged.push(SeenInput {
+                            path: f.path,
+                            planned_output: planned,
+                        });
+                    }
+                }
+                _ if f.size > self.max_upload_bytes => {
+                    let reason = format!(
+                        "{} bytes, over the upload limit of {} bytes",
+                        f.size, self.max_upload_bytes
+                    );
+                    self.input_error(b, f.path, reason);
                 }
                 _ => {
-                    if found.size > self.max_upload_bytes {
-                        let reason = format!(
-                            "{} bytes, over the upload limit of {} bytes",
-                            found.size, self.max_upload_bytes
-                        );
-                        self.input_error(rejected, found.path, reason);
-                        continue;
-                    }
-                    let permit = Arc::clone(hashing).acquire_owned().await?;
-                    jobs.spawn_blocking(move || {
-                        let r = fingerprint_file(&found.path);
-                        drop(permit);
-                        (found, r)
-                    });
+                    b.hashing += 1;
+                    pool.send(f).await;
                 }
             }
         }
-        while let Some(done) = jobs.join_next().await {
-            let (found, result) = done.context("hashing task failed")?;
-            match result {
-                Ok(fp) => {
-                    Counters::add(&self.counters.hashed, 1);
-                    fresh.push((found, fp, true));
-                }
-                Err(FpError::NotImage(reason)) if !found.named => {
-                    self.skipped(rejected, found.path, reason)
-                }
-                Err(FpError::NotImage(reason) | FpError::Unreadable(reason)) => {
-                    self.input_error(rejected, found.path, reason)
-                }
+        Ok(())
+    }
+
+    /// The output path the layout rule gives `f` in OUT, or an input error.
+    fn planned(&self, f: &Found, b: &mut Batches) -> Option<PathBuf> {
+        let planned = layout::output_path(&self.out, &f.rel, f.stem_shared, "jpg");
+        if planned.is_none() {
+            self.input_error(
+                b,
+                f.path.clone(),
+                "its path cannot be mirrored inside OUT".into(),
+            );
+        }
+        planned
+    }
+
+    /// Takes back one file from the pool.
+    fn hashed(&self, (found, result): Hashed, b: &mut Batches) {
+        match result {
+            Ok(fp) => {
+                Counters::add(&self.counters.hashed, 1);
+                b.hashed.push((found, fp));
+            }
+            Err(FpError::NotImage(reason)) if !found.named => self.skipped(b, found.path, reason),
+            Err(FpError::NotImage(reason) | FpError::Unreadable(reason)) => {
+                self.input_error(b, found.path, reason)
             }
         }
-        let mut taken_here: HashSet<PathBuf> = HashSet::new();
-        for (found, fp, is_new_hash) in fresh {
-            let Some(planned) =
-                layout::output_path(&self.out, &found.rel, found.stem_shared, "jpg")
-            else {
-                self.input_error(
-                    rejected,
-                    found.path,
-                    "its path cannot be mirrored inside OUT".into(),
-                );
-                continue;
+    }
+
+    /// Gives each hashed input its output path: the planned one, or its hash-tagged variant
+    /// when another input already owns it (in the ledger or earlier in this batch).
+    async fn resolve(&self, b: &mut Batches) -> anyhow::Result<()> {
+        let hashed = std::mem::take(&mut b.hashed);
+        let mut planned = Vec::with_capacity(hashed.len());
+        for (f, _) in &hashed {
+            planned.push(self.planned(f, b));
+        }
+        let wanted: Vec<PathBuf> = planned.iter().flatten().cloned().collect();
+        let owners = self
+            .ledger
+            .planned_output_owners(&wanted)
+            .await
+            .context("checking output names in the ledger")?;
+        for ((f, fp), planned) in hashed.into_iter().zip(planned) {
+            let Some(planned) = planned else { continue };
+            let taken = match owners.get(&planned) {
+                Some(owner) => *owner != f.path,
+                None => b.taken.contains(&planned),
             };
-            let planned = if is_new_hash {
-                self.free_output(&found, planned, &fp.sha256, &mut taken_here)
-                    .await?
+            let chosen = if taken {
+                let tag = &fp.sha256.to_string()[..8];
+                layout::disambiguated_path(&self.out, &f.rel, f.stem_shared, tag, "jpg")
+                    .unwrap_or(planned)
             } else {
                 planned
             };
-            pending.push(InputRecord {
-                path: found.path,
+            b.taken.insert(chosen.clone());
+            b.pending.push(InputRecord {
+                path: f.path,
                 size: fp.size,
                 mtime_ns: fp.mtime_ns,
                 sha256: fp.sha256,
-                format: fp.format.map(|f| f.as_str().to_owned()).unwrap_or_default(),
-                planned_output: planned,
+                format: fp.format.as_str().to_owned(),
+                planned_output: chosen,
             });
         }
         Ok(())
     }
 
-    /// The planned output, or its hash-tagged variant when another input already owns it.
-    async fn free_output(
-        &self,
-        found: &Found,
-        planned: PathBuf,
-        sha: &Sha256,
-        taken_here: &mut HashSet<PathBuf>,
-    ) -> anyhow::Result<PathBuf> {
-        let owner = self.ledger.planned_output_owner(&planned).await?;
-        let taken = match owner {
-            Some(owner) => owner != found.path,
-            None => taken_here.contains(&planned),
-        };
-        let chosen = if taken {
-            let tag = &sha.to_string()[..8];
-            layout::disambiguated_path(&self.out, &found.rel, found.stem_shared, tag, "jpg")
-                .unwrap_or(planned)
-        } else {
-            planned
-        };
-        taken_here.insert(chosen.clone());
-        Ok(chosen)
-    }
-
-    async fn record(
-        &self,
-        pending: &mut Vec<InputRecord>,
-        rejected: &mut Vec<Rejection>,
-    ) -> anyhow::Result<()> {
-        if !rejected.is_empty() {
-            retry_busy(|| self.ledger.record_rejected(self.run, rejected))
+    /// Writes everything gathered so far, one transaction per kind of row.
+    async fn record(&self, b: &mut Batches) -> anyhow::Result<()> {
+        if !b.rejected.is_empty() {
+            retry_busy(|| self.ledger.record_rejected(self.run, &b.rejected))
                 .await
                 .context("recording rejected files in the ledger")?;
-            rejected.clear();
+            b.rejected.clear();
         }
-        if pending.is_empty() {
-            return Ok(());
+        let inputs = (b.unchanged.len() + b.pending.len()) as u64;
+        if !b.unchanged.is_empty() {
+            retry_busy(|| self.ledger.record_unchanged(self.run, &b.unchanged))
+                .await
+                .context("recording inputs in the ledger")?;
+            b.unchanged.clear();
         }
-        retry_busy(|| self.ledger.record_inputs(self.run, pending))
-            .await
-            .context("recording inputs in the ledger")?;
-        Counters::add(&self.counters.recorded, pending.len() as u64);
-        pending.clear();
-        self.recorded.notify_one();
+        if !b.pending.is_empty() {
+            retry_busy(|| self.ledger.record_inputs(self.run, &b.pending))
+                .await
+                .context("recording inputs in the ledger")?;
+            b.pending.clear();
+            b.taken.clear();
+        }
+        if inputs > 0 {
+            Counters::add(&self.counters.recorded, inputs);
+            self.recorded.notify_one();
+        }
         Ok(())
     }
 }
@@ -295,97 +320,4 @@ where
             other => return other,
         }
     }
-}
-
-/// What hashing learned about a file.
-pub(super) struct Fingerprint {
-    pub(super) sha256: Sha256,
-    /// `None` when reused from the ledger (the image row has it).
-    pub(super) format: Option<ImageFormat>,
-    pub(super) size: u64,
-    pub(super) mtime_ns: i64,
-}
-
-impl FpError {
-    pub(super) fn reason(&self) -> &str {
-        match self {
-            Self::NotImage(r) | Self::Unreadable(r) => r,
-        }
-    }
-}
-
-/// Why a file cannot be an input.
-pub(super) enum FpError {
-    /// Readable, but not JPEG, PNG or WEBP (skipped inside folders).
-    NotImage(String),
-    /// Cannot be read (an error in any case).
-    Unreadable(String),
-}
-const READ_BUF: usize = 1 << 20;
-
-thread_local! {
-    static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUF]);
-}
-
-/// Sniffs and hashes one file; re-reads it if it changed while being read.
-pub(super) fn fingerprint_file(path: &Path) -> Result<Fingerprint, FpError> {
-    let unreadable = |what: &str, e: std::io::Error| FpError::Unreadable(format!("{what}: {e}"));
-    for _ in 0..3 {
-        let mut file = std::fs::File::open(path).map_err(|e| unreadable("cannot open", e))?;
-        let before = file.metadata().map_err(|e| unreadable("cannot stat", e))?;
-        let (sha256, format, size) = BUF.with_borrow_mut(|buf| hash_stream(&mut file, buf))?;
-        let after =
-            std::fs::metadata(path).map_err(|e| unreadable("vanished while being read", e))?;
-        if before.len() == after.len()
-            && before.mtime_nsec() == after.mtime_nsec()
-            && before.mtime() == after.mtime()
-            && size == after.len()
-        {
-            return Ok(Fingerprint {
-                sha256,
-                format: Some(format),
-                size,
-                mtime_ns: walk::mtime_ns(&after),
-            });
-        }
-    }
-    Err(FpError::Unreadable(
-        "keeps changing while being read".into(),
-    ))
-}
-
-fn hash_stream(
-    file: &mut std::fs::File,
-    buf: &mut [u8],
-) -> Result<(Sha256, ImageFormat, u64), FpError> {
-    let unreadable = |e: std::io::Error| FpError::Unreadable(format!("cannot read: {e}"));
-    let mut hasher = sha2::Sha256::new();
-    let mut total = 0u64;
-    let mut head_len = 0;
-    // Fill at least the first 12 bytes before sniffing (short reads are allowed).
-    while head_len < 12 {
-        let n = file.read(&mut buf[head_len..]).map_err(unreadable)?;
-        if n == 0 {
-            break;
-        }
-        head_len += n;
-    }
-    let format = ImageFormat::detect(&buf[..head_len]).ok_or_else(|| {
-        FpError::NotImage(if head_len == 0 {
-            "empty file (0 bytes), not an image".to_owned()
-        } else {
-            "not an image (JPEG, PNG or WEBP expected)".to_owned()
-        })
-    })?;
-    hasher.update(&buf[..head_len]);
-    total += head_len as u64;
-    loop {
-        let n = file.read(buf).map_err(unreadable)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((Sha256(hasher.finalize().into()), format, total))
 }

@@ -2,7 +2,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use eraser_store::{Error, ErrorKind, ImageStatus, InputRecord, KnownInput};
+use eraser_store::{Error, ErrorKind, ImageStatus, InputRecord, KnownInput, SeenInput};
 use futures_util::TryStreamExt;
 
 use crate::support::{fresh, input, record, sha};
@@ -249,31 +249,66 @@ async fn an_edited_file_points_at_its_new_content_and_loses_its_output_but_not_i
 }
 
 #[tokio::test]
-async fn planned_output_owner_names_the_input_that_planned_it() {
+async fn planned_output_owners_name_the_input_that_planned_each_output() {
     let t = fresh().await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     t.ledger
-        .record_inputs(run, &[input("/in/a.jpg", 1)])
+        .record_inputs(run, &[input("/in/a.jpg", 1), input("/in/c.jpg", 2)])
         .await
         .unwrap();
 
-    let owner = t
+    let owners = t
         .ledger
-        .planned_output_owner(Path::new("/out/in/a.jpg"))
-        .await
-        .unwrap();
-    let nobody = t
-        .ledger
-        .planned_output_owner(Path::new("/out/in/b.jpg"))
+        .planned_output_owners(&[
+            PathBuf::from("/out/in/a.jpg"),
+            PathBuf::from("/out/in/b.jpg"),
+            PathBuf::from("/out/in/c.jpg"),
+        ])
         .await
         .unwrap();
 
-    assert_eq!(owner.as_deref(), Some(Path::new("/in/a.jpg")));
-    assert_eq!(nobody, None);
+    assert_eq!(owners.len(), 2, "{owners:?}");
+    assert_eq!(owners[Path::new("/out/in/a.jpg")], Path::new("/in/a.jpg"));
+    assert_eq!(owners[Path::new("/out/in/c.jpg")], Path::new("/in/c.jpg"));
+}
+
+#[tokio::test]
+async fn an_unchanged_input_seen_by_a_new_run_joins_it_and_keeps_its_plan() {
+    let t = fresh().await;
+    let first = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
+    t.ledger
+        .record_inputs(first, &[input("/in/a.jpg", 1)])
+        .await
+        .unwrap();
+    t.ledger.finish_run(first, "complete", "{}").await.unwrap();
+    let second = t.ledger.begin_run("b", Path::new("/out")).await.unwrap();
+
+    t.ledger
+        .record_unchanged(
+            second,
+            &[SeenInput {
+                path: "/in/a.jpg".into(),
+                planned_output: "/out/elsewhere.jpg".into(),
+            }],
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(t.ledger.run_progress(second).await.unwrap().inputs, 1);
+    let row = t
+        .ledger
+        .input(Path::new("/in/a.jpg"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.last_run, Some(second));
+    let of_run = t.ledger.run_inputs_of_image(second, &sha(1)).await.unwrap();
+    assert_eq!(
+        of_run[0].planned_output.as_deref(),
+        Some(Path::new("/out/in/a.jpg")),
+        "the first plan wins"
+    );
+    assert_eq!(t.ledger.status_counts().await.unwrap().total, 1);
 }
 
 #[tokio::test]
