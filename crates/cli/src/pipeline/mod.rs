@@ -427,6 +427,8 @@ enum Event {
     },
     Polled {
         sha: Sha256,
+        /// When the `get-job` went out (what the processing-time estimate learns from).
+        asked: Instant,
         result: Result<JobState, eraser_api::Error>,
     },
     Completed {
@@ -576,10 +578,11 @@ impl Coordinator {
                     rate.wait().await;
                 }
                 Counters::add(&counters.get_jobs, 1);
+                let asked = Instant::now();
                 let result = tokio::time::timeout_at(deadline.into(), client.get_job(&id))
                     .await
                     .unwrap_or(Ok(JobState::InProgress));
-                Event::Polled { sha, result }
+                Event::Polled { sha, asked, result }
             });
         }
     }
@@ -624,7 +627,7 @@ impl Coordinator {
     async fn handle(&mut self, event: Event) -> anyhow::Result<()> {
         match event {
             Event::Uploaded { claim, result } => self.uploaded(claim, result).await,
-            Event::Polled { sha, result } => self.polled(sha, result).await,
+            Event::Polled { sha, asked, result } => self.polled(sha, asked, result).await,
             Event::Completed { sha, result } => {
                 self.drop_job(&sha);
                 if let Err(e) = result {
@@ -799,6 +802,7 @@ impl Coordinator {
     async fn polled(
         &mut self,
         sha: Sha256,
+        asked: Instant,
         result: Result<JobState, eraser_api::Error>,
     ) -> anyhow::Result<()> {
         let Some(job) = self.jobs.get_mut(&sha) else {
@@ -806,9 +810,11 @@ impl Coordinator {
         };
         job.busy = false;
         let elapsed = job.submitted.elapsed();
+        // The service answered after this: the time to learn from, without the reply's trip.
+        let asked = asked.saturating_duration_since(job.submitted);
         match result {
             Ok(JobState::InProgress) => {
-                job.last_in_progress = Some(elapsed);
+                job.last_in_progress = Some(asked);
                 if elapsed > self.opts.job_timeout {
                     let msg = format!(
                         "job {} still unfinished after {:?} (--job-timeout)",
@@ -830,7 +836,7 @@ impl Coordinator {
             Ok(JobState::Done(done)) => {
                 if job.ours {
                     let lower = job.last_in_progress.unwrap_or_default();
-                    self.eta.learn(job.size, lower, elapsed);
+                    self.eta.learn(job.size, lower, asked.max(lower));
                 }
                 self.limiter.completed();
                 job.busy = true;

@@ -41,11 +41,14 @@ impl Eta {
         Duration::from_secs_f64(secs)
     }
 
-    /// A job of `size` finished somewhere between `lower` and `upper` after it was submitted.
+    /// A job of `size` finished somewhere between `lower` and `upper` after it was submitted
+    /// (`lower` zero: done at the first look, asked `upper` after its submission).
     pub fn learn(&mut self, size: u64, lower: Duration, upper: Duration) {
         let sample = if lower.is_zero() {
-            // Done at the first look: it may have finished well before; nudge the estimate down.
-            upper.as_secs_f64() * 0.9
+            // Done at the first look: it may have finished well before. Nudge the estimate
+            // below the look, margin taken off (with it, the estimate could never fall below
+            // ten margins, however fast the service); a look that comes too early pushes back.
+            upper.saturating_sub(MARGIN).as_secs_f64() * 0.9
         } else {
             (lower.as_secs_f64() + upper.as_secs_f64()) / 2.0
         };
@@ -117,6 +120,26 @@ mod tests {
         }
         let e = eta.expect(1000).as_secs_f64();
         assert!((e - 3.0).abs() < 0.1, "{e}");
+    }
+
+    #[test]
+    fn jobs_always_done_at_the_first_look_drive_the_estimate_toward_zero() {
+        let mut eta = Eta::default();
+        for _ in 0..300 {
+            let looked = first_delay(eta.expect(1000)) + Duration::from_millis(1);
+            eta.learn(1000, Duration::ZERO, looked);
+        }
+        let e = eta.expect(1000);
+        assert!(e < Duration::from_millis(30), "{e:?}");
+    }
+
+    #[test]
+    fn a_look_that_comes_too_early_raises_the_estimate() {
+        let mut eta = Eta::default();
+        eta.learn(1000, Duration::ZERO, Duration::from_millis(300));
+        let before = eta.expect(1000);
+        eta.learn(1000, Duration::from_millis(300), Duration::from_millis(900));
+        assert!(eta.expect(1000) > before);
     }
 
     #[test]
