@@ -33,7 +33,17 @@ impl Client {
     /// `dest` is untouched.
     pub async fn download(&self, url: &str, dest: &Path) -> Result<Downloaded> {
         let url = download_url(url)?;
-        let target = Target::new(dest)?;
+        let target = Target::new(dest, true)?;
+        self.with_retry("download", || self.download_once(&url, &target))
+            .await
+    }
+
+    /// [`Client::download`] into a staging file that the caller renames again: the file is
+    /// fsynced, but not its folder (the caller's own rename and folder fsync make both
+    /// durable; a staging file lost in a crash was never recorded anywhere).
+    pub async fn download_staged(&self, url: &str, staging: &Path) -> Result<Downloaded> {
+        let url = download_url(url)?;
+        let target = Target::new(staging, false)?;
         self.with_retry("download", || self.download_once(&url, &target))
             .await
     }
@@ -138,14 +148,16 @@ impl Client {
         file.sync_all().await.map_err(io_err)?;
         drop(file);
         temp.persist(&target.dest).await?;
-        sync_dir(&target.dir).await.map_err(|source| {
-            // The rename may not survive a crash: take the file back rather than claim success.
-            let _ = std::fs::remove_file(&target.dest);
-            Error::Io {
-                path: target.dir.clone(),
-                source,
-            }
-        })?;
+        if target.sync_dir {
+            sync_dir(&target.dir).await.map_err(|source| {
+                // The rename may not survive a crash: take the file back rather than claim success.
+                let _ = std::fs::remove_file(&target.dest);
+                Error::Io {
+                    path: target.dir.clone(),
+                    source,
+                }
+            })?;
+        }
         Ok(Downloaded {
             sha256: hasher.finalize().into(),
             bytes: received,
@@ -180,10 +192,12 @@ struct Target {
     dest: PathBuf,
     dir: PathBuf,
     name: OsString,
+    /// Whether the rename onto `dest` is made durable here.
+    sync_dir: bool,
 }
 
 impl Target {
-    fn new(dest: &Path) -> Result<Self> {
+    fn new(dest: &Path, sync_dir: bool) -> Result<Self> {
         let name = dest.file_name().ok_or_else(|| Error::InvalidInput {
             path: dest.to_owned(),
             reason: "the download destination has no file name".into(),
@@ -196,6 +210,7 @@ impl Target {
             dest: dest.to_owned(),
             dir,
             name: name.to_owned(),
+            sync_dir,
         })
     }
 
@@ -313,7 +328,7 @@ mod tests {
 
     #[test]
     fn temp_files_are_hidden_beside_the_destination() {
-        let target = Target::new(Path::new("/out/dir/photo.jpg")).unwrap();
+        let target = Target::new(Path::new("/out/dir/photo.jpg"), true).unwrap();
         let temp = target.temp_path();
         assert_eq!(temp.parent(), Some(Path::new("/out/dir")));
         let name = temp.file_name().unwrap().to_string_lossy().into_owned();
@@ -323,9 +338,9 @@ mod tests {
     #[test]
     fn a_bare_file_name_lands_in_the_current_folder() {
         assert_eq!(
-            Target::new(Path::new("x.png")).unwrap().dir,
+            Target::new(Path::new("x.png"), true).unwrap().dir,
             PathBuf::from(".")
         );
-        assert!(Target::new(Path::new("/")).is_err());
+        assert!(Target::new(Path::new("/"), true).is_err());
     }
 }

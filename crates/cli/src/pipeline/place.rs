@@ -70,7 +70,7 @@ pub async fn download_first(
     ensure_parent(dest)?;
     let staging = layout::staging_path(dest);
     let got = client
-        .download(url, &staging)
+        .download_staged(url, &staging)
         .await
         .with_context(|| format!("downloading the result for {}", target.input.display()))?;
     let dest = final_name(dest, got.format);
@@ -159,12 +159,15 @@ pub async fn download_again(
 ) -> anyhow::Result<eraser_api::Downloaded> {
     ensure_parent(&target.dest)?;
     let staging = layout::staging_path(&target.dest);
-    let got = client.download(url, &staging).await.with_context(|| {
-        format!(
-            "downloading the result again for {}",
-            target.input.display()
-        )
-    })?;
+    let got = client
+        .download_staged(url, &staging)
+        .await
+        .with_context(|| {
+            format!(
+                "downloading the result again for {}",
+                target.input.display()
+            )
+        })?;
     record_and_commit(ledger, target, &staging, &target.dest)
         .await
         .map(|()| got)
@@ -260,7 +263,11 @@ async fn record_and_commit(
             .set_input_output(target.run, &target.input, dest)
             .await
             .context("recording the output")?;
-        commit(staging, dest)
+        // A rename and a folder fsync: blocking calls, kept off the async threads.
+        let (staging, dest) = (staging.to_path_buf(), dest.to_path_buf());
+        tokio::task::spawn_blocking(move || commit(&staging, &dest))
+            .await
+            .context("placing task failed")?
     }
     .await;
     if result.is_err() {
