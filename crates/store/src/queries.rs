@@ -260,42 +260,6 @@ impl Ledger {
         })
     }
 
-    /// Inputs seen by `run` whose image is `done` and whose output is not recorded, paged by path.
-    pub async fn run_unplaced(
-        &self,
-        run: RunId,
-        after: Option<&Path>,
-        limit: u32,
-    ) -> Result<Vec<InputState>> {
-        let after = after.map(path_bytes).unwrap_or_default();
-        let limit = i64::from(limit);
-        let rows = sqlx::query_as!(
-            RawInputState,
-            r#"select p.path, p.size, p.mtime_ns, i.sha256,
-                      pl.planned as "planned_output?: Vec<u8>", pl.written as "output_path?: Vec<u8>",
-                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>", i.status,
-                      i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
-                      i.output_url, i.error_code, i.error_message
-               from run_inputs as ri
-               join inputs as p on p.path = ri.path
-               join images as i on i.id = p.image_id
-               left join placements as pl
-                 on pl.path = p.path and pl.out_root = (select r.out_root from runs as r where r.id = ?1)
-               where ri.run = ?1 and ri.path > ?2 and pl.written is null and i.status = 'done'
-               order by ri.path
-               limit ?3"#,
-            run.0,
-            after,
-            limit
-        )
-        .fetch_all(&self.read)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        rows.into_iter()
-            .map(|r| self.decode_input_state(r))
-            .collect()
-    }
-
     /// Inputs seen by `run` with their image state, paged by path (for the final report).
     pub async fn run_inputs(
         &self,

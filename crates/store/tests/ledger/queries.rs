@@ -71,8 +71,8 @@ async fn run_progress_counts_the_runs_distinct_images_by_status_and_its_placed_i
     l.mark_done(&claims[0].sha256, &done_record(1))
         .await
         .unwrap();
-    let placed = l.run_unplaced(run, None, 10).await.unwrap();
-    l.set_input_output(run, &placed[0].input.path, Path::new("/out/x.jpg"))
+    let placed = l.run_inputs_of_image(run, &claims[0].sha256).await.unwrap();
+    l.set_input_output(run, &placed[0].path, Path::new("/out/x.jpg"))
         .await
         .unwrap();
 
@@ -91,56 +91,6 @@ async fn run_progress_counts_the_runs_distinct_images_by_status_and_its_placed_i
             inputs: 3,
             inputs_placed: 1
         }
-    );
-}
-
-#[tokio::test]
-async fn run_unplaced_pages_the_runs_done_inputs_without_an_output_by_path() {
-    let t = fresh().await;
-    let l = &t.ledger;
-    let run = l
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    let batch: Vec<_> = ["/in/c.jpg", "/in/a.jpg", "/in/b.jpg", "/in/d.jpg"]
-        .iter()
-        .map(|p| input(*p, 1))
-        .collect();
-    l.record_inputs(run, &batch).await.unwrap();
-    l.record_inputs(run, &[input("/in/e-pending.jpg", 2)])
-        .await
-        .unwrap();
-    let claims = l.claim_for_upload(run, 10).await.unwrap();
-    let one = claims
-        .iter()
-        .find(|c| c.sha256 == crate::support::sha(1))
-        .unwrap();
-    l.mark_processing(&one.sha256, "j").await.unwrap();
-    l.mark_done(&one.sha256, &done_record(1)).await.unwrap();
-    l.set_input_output(run, Path::new("/in/b.jpg"), Path::new("/out/b.jpg"))
-        .await
-        .unwrap();
-
-    let page1 = l.run_unplaced(run, None, 2).await.unwrap();
-    let page2 = l
-        .run_unplaced(run, Some(&page1[1].input.path), 2)
-        .await
-        .unwrap();
-
-    let names = |page: &[eraser_store::InputState]| {
-        page.iter()
-            .map(|s| s.input.path.clone())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        names(&page1),
-        [Path::new("/in/a.jpg"), Path::new("/in/c.jpg")]
-    );
-    assert_eq!(names(&page2), [Path::new("/in/d.jpg")]);
-    assert_eq!(page1[0].status, ImageStatus::Done);
-    assert_eq!(
-        page1[0].image_output_path.as_deref(),
-        Some(done_record(1).output_path.as_path())
     );
 }
 
