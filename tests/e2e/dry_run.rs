@@ -75,3 +75,25 @@ fn dry_run_after_a_finished_batch_would_upload_only_the_new_images() {
         "the dry run wrote outputs"
     );
 }
+
+#[test]
+fn dry_run_does_not_put_back_a_missing_output_of_a_done_image() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    ten_inputs_of_eight_images(&td);
+    td.run(&emu, &[&td.inputs()], &td.out(), &[]).expect_code(0);
+    let outputs = files_below(&td.out());
+    let gone = outputs.first().expect("an output").clone();
+    std::fs::remove_file(td.out().join(&gone)).expect("delete an output");
+    emu.reset_counters();
+
+    td.run(&emu, &[&td.inputs()], &td.out(), &["--dry-run"])
+        .expect_code(0);
+
+    assert!(
+        !td.out().join(&gone).exists(),
+        "the dry run put {} back",
+        gone.display()
+    );
+    assert_eq!(emu.counters().downloads, 0, "the dry run downloaded");
+}

@@ -288,7 +288,9 @@ pub async fn run(
 
     // Final pass: every input of this run gets its output, or is reported.
     let interrupted_now = matches!(coordinator.end, Some(RunEnd::Interrupted));
-    let report = if interrupted_now && !opts.dry_run {
+    // A dry run writes nothing, so it places nothing either (not even a missing output of a
+    // done image, which a real run would copy or download again).
+    let report = if interrupted_now || opts.dry_run {
         FinalReport::default()
     } else {
         coordinator.final_pass().await?
