@@ -34,29 +34,69 @@ impl Ledger {
         if paths.is_empty() {
             return Ok(Vec::new());
         }
-        let hexes: Vec<String> = paths.iter().map(|p| hex::encode(path_bytes(p))).collect();
-        let json = serde_json::to_string(&hexes).map_err(|e| self.invalid(e))?;
-        // The `in` list drives the search: one primary-key probe per path.
+        let numbered: Vec<(usize, String)> = paths
+            .iter()
+            .map(|p| hex::encode(path_bytes(p)))
+            .enumerate()
+            .collect();
+        let json = serde_json::to_string(&numbered).map_err(|e| self.invalid(e))?;
+        // The batch drives the search: one primary-key probe per path, answered by position
+        // (no path travels back).
         let rows = sqlx::query!(
-            "select p.path, p.size, p.mtime_ns, i.sha256
-             from inputs as p join images as i on i.id = p.image_id
-             where p.path in (select unhex(j.value) from json_each(?1) as j)",
+            r#"select (j.value ->> 0) as "idx!: i64", p.size, p.mtime_ns, i.sha256
+               from json_each(?1) as j
+               join inputs as p on p.path = unhex(j.value ->> 1)
+               join images as i on i.id = p.image_id"#,
             json
         )
         .fetch_all(&self.read)
         .await
         .map_err(|e| self.db_err(e))?;
-        let mut found = HashMap::with_capacity(rows.len());
+        let mut known = vec![None; paths.len()];
         for row in rows {
-            found.insert(
-                row.path,
-                self.decode_known(row.size, row.mtime_ns, &row.sha256)?,
-            );
+            let slot = usize::try_from(row.idx)
+                .ok()
+                .and_then(|i| known.get_mut(i))
+                .ok_or_else(|| self.invalid(format!("lookup answered for position {}", row.idx)))?;
+            *slot = Some(self.decode_known(row.size, row.mtime_ns, &row.sha256)?);
         }
-        Ok(paths
+        Ok(known)
+    }
+
+    /// For each file (path, size, mtime in ns), whether the ledger holds that path with that
+    /// size and mtime: the rescan's question, answered in one query that returns only the
+    /// positions of the unchanged files.
+    pub async fn unchanged_inputs(&self, files: &[(&Path, u64, i64)]) -> Result<Vec<bool>> {
+        let mut unchanged = vec![false; files.len()];
+        if files.is_empty() {
+            return Ok(unchanged);
+        }
+        let rows: Vec<(usize, String, i64, i64)> = files
             .iter()
-            .map(|p| found.get(path_bytes(p)).cloned())
-            .collect())
+            .enumerate()
+            .map(|(i, (path, size, mtime))| {
+                (i, hex::encode(path_bytes(path)), to_i64(*size), *mtime)
+            })
+            .collect();
+        let json = serde_json::to_string(&rows).map_err(|e| self.invalid(e))?;
+        let positions = sqlx::query_scalar!(
+            r#"select (j.value ->> 0) as "idx!: i64"
+               from json_each(?1) as j
+               join inputs as p on p.path = unhex(j.value ->> 1)
+               where p.size = j.value ->> 2 and p.mtime_ns = j.value ->> 3"#,
+            json
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        for idx in positions {
+            let slot = usize::try_from(idx)
+                .ok()
+                .and_then(|i| unchanged.get_mut(i))
+                .ok_or_else(|| self.invalid(format!("lookup answered for position {idx}")))?;
+            *slot = true;
+        }
+        Ok(unchanged)
     }
 
     /// Records a batch of inputs seen by `run` in one transaction: upserts each input
@@ -166,14 +206,16 @@ impl Ledger {
         .await
         .map_err(|e| self.db_err(e))?;
         // A path that was rejected before (not an image then) is an input now.
-        sqlx::query!(
-            "delete from rejected_inputs
-             where path in (select unhex(j.value ->> 'p') from json_each(?1) as j)",
-            json
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
+        if any_rejected(&mut tx).await.map_err(|e| self.db_err(e))? {
+            sqlx::query!(
+                "delete from rejected_inputs
+                 where path in (select unhex(j.value ->> 'p') from json_each(?1) as j)",
+                json
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        }
         tx.commit().await.map_err(|e| self.db_err(e))
     }
 
@@ -231,14 +273,16 @@ impl Ledger {
         .await
         .map_err(|e| self.db_err(e))?;
         // Unreadable for a while (rejected), readable again as it was.
-        sqlx::query!(
-            "delete from rejected_inputs
-             where path in (select unhex(j.value ->> 0) from json_each(?1) as j)",
-            json
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
+        if any_rejected(&mut tx).await.map_err(|e| self.db_err(e))? {
+            sqlx::query!(
+                "delete from rejected_inputs
+                 where path in (select unhex(j.value ->> 0) from json_each(?1) as j)",
+                json
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        }
         tx.commit().await.map_err(|e| self.db_err(e))
     }
 
@@ -315,4 +359,12 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// Whether any file is recorded as rejected: usually none, and then a batch need not be unpacked
+/// to be checked against them.
+async fn any_rejected(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(r#"select exists (select 1 from rejected_inputs) as "any!: bool""#)
+        .fetch_one(conn)
+        .await
 }

@@ -329,8 +329,6 @@ pub struct RunProgress {
     pub images: StatusCounts,
     /// Inputs seen by the run.
     pub inputs: u64,
-    /// Inputs seen by the run whose output is recorded.
-    pub inputs_placed: u64,
 }
 
 /// What `check_consistency` found (for tests and `eraser ledger verify`).

@@ -7,7 +7,7 @@
 //! batched transactions; uploads start from recorded rows, so they begin before the scan ends.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -175,33 +175,32 @@ impl Scan {
         pool: &Pool,
         b: &mut Batches,
     ) -> anyhow::Result<()> {
-        let paths: Vec<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
-        let known = self
+        let stamps: Vec<(&Path, u64, i64)> = found
+            .iter()
+            .map(|f| (f.path.as_path(), f.size, f.mtime_ns))
+            .collect();
+        let unchanged = self
             .ledger
-            .lookup_inputs(&paths)
+            .unchanged_inputs(&stamps)
             .await
             .context("looking up inputs in the ledger")?;
-        for (f, known) in found.drain(..).zip(known) {
-            match known {
-                Some(k) if k.size == f.size && k.mtime_ns == f.mtime_ns => {
-                    if let Some(planned) = self.planned(&f, b) {
-                        b.unchanged.push(SeenInput {
-                            path: f.path,
-                            planned_output: planned,
-                        });
-                    }
+        for (f, unchanged) in found.drain(..).zip(unchanged) {
+            if unchanged {
+                if let Some(planned) = self.planned(&f, b) {
+                    b.unchanged.push(SeenInput {
+                        path: f.path,
+                        planned_output: planned,
+                    });
                 }
-                _ if f.size > self.max_upload_bytes => {
-                    let reason = format!(
-                        "{} bytes, over the upload limit of {} bytes",
-                        f.size, self.max_upload_bytes
-                    );
-                    self.input_error(b, f.path, reason);
-                }
-                _ => {
-                    b.hashing += 1;
-                    pool.send(f).await;
-                }
+            } else if f.size > self.max_upload_bytes {
+                let reason = format!(
+                    "{} bytes, over the upload limit of {} bytes",
+                    f.size, self.max_upload_bytes
+                );
+                self.input_error(b, f.path, reason);
+            } else {
+                b.hashing += 1;
+                pool.send(f).await;
             }
         }
         Ok(())

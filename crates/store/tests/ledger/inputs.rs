@@ -122,6 +122,32 @@ async fn lookup_answers_in_order_with_none_for_unknown_paths() {
 }
 
 #[tokio::test]
+async fn unchanged_inputs_are_those_with_the_same_path_size_and_mtime() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    t.ledger
+        .record_inputs(run, &[input("/in/a.jpg", 1), input("/in/b.jpg", 2)])
+        .await
+        .unwrap();
+    let mtime = 1_700_000_000_000_000_000;
+
+    let answer = t
+        .ledger
+        .unchanged_inputs(&[
+            (Path::new("/in/b.jpg"), 1002, mtime),
+            (Path::new("/in/missing.jpg"), 1002, mtime),
+            (Path::new("/in/a.jpg"), 1001, mtime + 1),
+            (Path::new("/in/a.jpg"), 999, mtime),
+            (Path::new("/in/a.jpg"), 1001, mtime),
+        ])
+        .await
+        .unwrap();
+
+    assert_eq!(answer, [true, false, false, false, true]);
+    assert!(t.ledger.unchanged_inputs(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn inputs_with_the_same_content_share_one_image() {
     let t = fresh().await;
     let run = t
@@ -407,8 +433,8 @@ async fn two_runs_over_the_same_paths_each_keep_their_own_inputs_and_outputs() {
         .set_input_output(a, Path::new("/in/x.jpg"), Path::new("/out-a/x.jpg"))
         .await
         .unwrap();
-    assert_eq!(t.ledger.run_progress(a).await.unwrap().inputs_placed, 1);
-    assert_eq!(t.ledger.run_progress(b).await.unwrap().inputs_placed, 0);
+    assert_eq!(t.ledger.run_placed(a).await.unwrap(), 1);
+    assert_eq!(t.ledger.run_placed(b).await.unwrap(), 0);
 }
 
 #[tokio::test]
