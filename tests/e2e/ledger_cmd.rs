@@ -271,3 +271,30 @@ fn export_jsonl_has_one_object_per_input_with_its_status() {
     assert_eq!(paths.len(), 5, "{rows:?}");
     assert!(rows.iter().all(|r| r["status"] == "done"), "{rows:?}");
 }
+
+#[test]
+fn a_lost_output_whose_url_expired_names_the_retry_that_makes_it_again() {
+    let b = SmallBatch::done();
+    std::fs::remove_file(b.td.out().join("u/img1.jpg")).expect("delete an output");
+    b.emu.expire_jobs();
+
+    let finished =
+        b.td.run(&b.emu, &[&b.td.inputs()], &b.td.out(), &[])
+            .expect_code(1);
+    let hint = format!("eraser ledger retry --done {}", b.shas[1]);
+    assert!(
+        finished.stderr.contains(&hint),
+        "stderr does not name `{hint}`:\n{}",
+        finished.stderr
+    );
+
+    b.ledger(&["retry", "--done", &b.shas[1]]).expect_code(0);
+    b.emu.reset_counters();
+    b.td.run(&b.emu, &[&b.td.inputs()], &b.td.out(), &[])
+        .expect_code(0);
+
+    assert_outputs_exactly(&b.td.out(), &b.expected);
+    let counters = b.emu.counters();
+    assert_eq!(counters.create_jobs, 1, "only the lost image is made again");
+    assert_eq!(counters.create_jobs_by_sha.get(&b.shas[1]), Some(&1));
+}

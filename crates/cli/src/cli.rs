@@ -199,8 +199,12 @@ pub enum LedgerCmd {
     /// Put failed images back to `new` so the next run tries them again.
     Retry {
         /// The images to retry (all failed images when none given).
-        #[arg(value_name = "SHA256")]
+        #[arg(value_name = "SHA256", required_if_eq("done", "true"))]
         shas: Vec<String>,
+        /// Put these done images back to `new` instead: their result is lost and its URL no
+        /// longer works. The next run uploads them again, and each costs a credit.
+        #[arg(long)]
+        done: bool,
     },
     /// Check that every done image's result and every recorded output are still in place.
     Verify {

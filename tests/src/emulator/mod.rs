@@ -308,6 +308,12 @@ impl Emulator {
         self.shared.lock().uploads.clone()
     }
 
+    /// Forgets every job, as the service does once results expire: their get-job and CDN
+    /// URLs answer as for unknown jobs (404 on the CDN).
+    pub fn expire_jobs(&self) {
+        self.shared.lock().jobs.clear();
+    }
+
     /// Zeroes the counters and forgets the recorded uploads (jobs stay known).
     pub fn reset_counters(&self) {
         let mut state = self.shared.lock();

@@ -49,7 +49,12 @@ pub async fn run(global: &GlobalArgs, cmd: LedgerCmd, env: &Environment) -> anyh
             rejected: None,
         } => list(&ledger, status, json, limit, &mut out).await?,
         LedgerCmd::Show { key, json } => show(&ledger, &key, json, &mut out).await?,
-        LedgerCmd::Retry { shas } => retry(&ledger, &shas, global.quiet, &mut out).await?,
+        LedgerCmd::Retry { shas, done: false } => {
+            retry(&ledger, &shas, global.quiet, &mut out).await?
+        }
+        LedgerCmd::Retry { shas, done: true } => {
+            retry_done(&ledger, &shas, global.quiet, &mut out).await?
+        }
         LedgerCmd::Verify { repair } => verify(&ledger, repair, global.quiet, &mut out).await?,
         LedgerCmd::Export { format } => export(&ledger, format, &mut out).await?,
     };
@@ -655,6 +660,45 @@ async fn retry(
     if skipped > 0 && !quiet {
         say(&format!(
             "{skipped} of the images given were not failed and were left as they are"
+        ));
+    }
+    Ok(Status::Done)
+}
+
+/// `ledger retry --done SHA…`: done images whose result cannot be had any more go back to `new`
+/// (the next run pays for them again, so only the images named are touched).
+async fn retry_done(
+    ledger: &Ledger,
+    shas: &[String],
+    quiet: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<Status> {
+    let parsed = shas
+        .iter()
+        .map(|s| {
+            parse_sha(s).ok_or_else(|| UsageError(format!("{s:?} is not a sha256 (64 hex digits)")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut n = 0u64;
+    for sha in &parsed {
+        match ledger.reset_done(sha).await {
+            Ok(()) => n += 1,
+            Err(
+                eraser_store::Error::IllegalTransition { .. }
+                | eraser_store::Error::UnknownImage { .. },
+            ) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("resetting {sha}"))),
+        }
+    }
+    writeln!(
+        out,
+        "{n} done image(s) put back to new; the next `eraser run` uploads them again (each costs a credit)"
+    )
+    .context(STDOUT)?;
+    let skipped = (parsed.len() as u64).saturating_sub(n);
+    if skipped > 0 && !quiet {
+        say(&format!(
+            "{skipped} of the images given were not done (or not in the ledger) and were left as they are"
         ));
     }
     Ok(Status::Done)
@@ -1446,6 +1490,39 @@ mod tests {
             .await
             .expect("list");
         assert!(none.is_empty());
+    }
+
+    #[tokio::test]
+    async fn retry_done_puts_only_the_named_done_images_back_to_new() {
+        let fx = Fixture::new().await;
+        let done = fx.record(&["a"], b"image a").await;
+        let other = fx.record(&["b"], b"image b").await;
+        for claim in fx.ledger.claim_for_upload(fx.run, 2).await.expect("claim") {
+            fx.ledger
+                .mark_processing(&claim.sha256, "job")
+                .await
+                .expect("processing");
+        }
+        let record = eraser_store::DoneRecord {
+            output_url: "http://cdn/x.jpg".into(),
+            output_path: "/out/a.jpg".into(),
+            ..Default::default()
+        };
+        fx.ledger.mark_done(&done, &record).await.expect("done");
+        let mut out = Vec::new();
+
+        retry_done(
+            &fx.ledger,
+            &[done.to_string(), other.to_string()],
+            true,
+            &mut out,
+        )
+        .await
+        .expect("retry --done");
+
+        assert!(String::from_utf8_lossy(&out).starts_with("1 done image(s)"));
+        let counts = fx.ledger.status_counts().await.expect("counts");
+        assert_eq!((counts.new, counts.done, counts.processing), (1, 0, 1));
     }
 
     #[tokio::test]

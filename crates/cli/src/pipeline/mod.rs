@@ -1107,7 +1107,28 @@ async fn materialize(
     let Some(url) = &state.output_url else {
         anyhow::bail!("the result is gone and no URL is recorded")
     };
-    let got = place::download_again(client, ledger, url, &target).await?;
+    let got = place::download_again(client, ledger, url, &target)
+        .await
+        .map_err(|e| {
+            let gone = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<eraser_api::Error>(),
+                    Some(eraser_api::Error::Http {
+                        status: 403 | 404 | 410,
+                        ..
+                    })
+                )
+            });
+            if gone {
+                e.context(format!(
+                    "the result's URL no longer works; `eraser ledger retry --done {}` has the \
+                     image made again (it costs a credit)",
+                    state.input.sha256
+                ))
+            } else {
+                e
+            }
+        })?;
     Counters::add(&counters.downloads, 1);
     Counters::add(&counters.bytes_downloaded, got.bytes);
     Counters::add(&counters.placed, 1);
