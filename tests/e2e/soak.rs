@@ -212,13 +212,17 @@ fn soak_ten_thousand_images_with_every_fault_killed_and_resumed() {
         }
     }
 
+    // ru_maxrss counts the test process's own RSS at fork (before execve), which grows with the
+    // emulator's retained uploads; the RSS sampled from /proc is the child's alone.
     println!("soak: {n} images, {kills} kills");
     for r in &reports {
+        let sampled = r.samples.iter().map(|(_, rss)| *rss).max().unwrap_or(0);
         println!(
-            "  {:<8} exit {:>4}  {:>7.1}s  peak RSS {:>7.1} MiB{}",
+            "  {:<8} exit {:>4}  {:>7.1}s  RSS sampled max {:>6.1} MiB, ru_maxrss {:>6.1} MiB{}",
             r.label,
             r.code.map_or_else(|| "kill".to_owned(), |c| c.to_string()),
             r.seconds,
+            mib(sampled),
             mib(r.peak_rss_kib),
             if r.killed { "  (SIGKILL)" } else { "" }
         );
