@@ -298,3 +298,26 @@ fn a_lost_output_whose_url_expired_names_the_retry_that_makes_it_again() {
     assert_eq!(counters.create_jobs, 1, "only the lost image is made again");
     assert_eq!(counters.create_jobs_by_sha.get(&b.shas[1]), Some(&1));
 }
+
+#[test]
+fn a_deleted_stored_result_is_copied_back_from_another_input_even_after_its_url_expired() {
+    let b = SmallBatch::done();
+    let shown = b
+        .ledger(&["show", &b.shas[0], "--json"])
+        .expect_code(0)
+        .json();
+    let stored = PathBuf::from(
+        shown["image"]["output_path"]
+            .as_str()
+            .expect("the image's stored result"),
+    );
+    std::fs::remove_file(&stored).expect("delete the stored result");
+    b.emu.expire_jobs();
+    b.emu.reset_counters();
+
+    b.td.run(&b.emu, &[&b.td.inputs()], &b.td.out(), &[])
+        .expect_code(0);
+
+    assert_outputs_exactly(&b.td.out(), &b.expected);
+    assert_eq!(b.emu.counters().downloads, 0, "a copy needs no download");
+}
