@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use eraser_store::{InputRecord, Ledger, RejectKind, Rejection, RunId, SeenInput};
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 use super::fingerprint::{Fingerprint, FpError, Hashed, Pool};
 use super::layout;
@@ -29,6 +30,8 @@ const RESOLVE_BATCH: usize = 256;
 const RECORD_BATCH: usize = 4096;
 /// Longest a found input waits to be recorded (uploads start from recorded rows).
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How often a due part batch checks whether the previous batch is written.
+const WRITER_POLL: Duration = Duration::from_millis(5);
 
 /// What the scan needs.
 pub struct Scan {
@@ -66,6 +69,11 @@ struct Batches {
     pending: Vec<InputRecord>,
     /// Output names given to `pending` (the ledger knows those of recorded rows).
     taken: HashSet<PathBuf>,
+    /// Output names given to the batch being written (not yet visible in the ledger).
+    taken_writing: HashSet<PathBuf>,
+    /// The batch being written, on its own task so the scan goes on meanwhile (at most one:
+    /// the ledger has one writer). Dropped with the scan, which aborts it (rolled back).
+    writing: JoinSet<anyhow::Result<()>>,
     /// Files in the hashing pool.
     hashing: usize,
 }
@@ -95,7 +103,7 @@ impl Scan {
         let mut b = Batches::default();
         let mut found: Vec<Found> = Vec::with_capacity(LOOKUP_BATCH);
         let mut walking = true;
-        let mut last_flush = Instant::now();
+        let mut next_flush = Instant::now() + FLUSH_EVERY;
         while walking || b.hashing > 0 {
             tokio::select! {
                 biased;
@@ -116,21 +124,25 @@ impl Scan {
                         }
                     }
                 },
-                _ = tokio::time::sleep_until((last_flush + FLUSH_EVERY).into()) => {}
+                _ = tokio::time::sleep_until(next_flush.into()) => {}
             }
             if !found.is_empty() {
                 self.look_up(&mut found, &pool, &mut b).await?;
             }
-            let due = last_flush.elapsed() >= FLUSH_EVERY;
+            let due = Instant::now() >= next_flush;
             let ending = !walking && b.hashing == 0;
             if b.hashed.len() >= RESOLVE_BATCH || (due || ending) && !b.hashed.is_empty() {
                 self.resolve(&mut b).await?;
             }
-            if b.to_record() >= RECORD_BATCH || due || ending {
+            // A part batch waits while the previous one is still being written.
+            if b.to_record() >= RECORD_BATCH || ending || due && Self::write_idle(&mut b)? {
                 self.record(&mut b).await?;
-                last_flush = Instant::now();
+                next_flush = Instant::now() + FLUSH_EVERY;
+            } else if due {
+                next_flush = Instant::now() + WRITER_POLL;
             }
         }
+        Self::written(&mut b).await?;
         Ok(b.errors)
     }
 
@@ -251,7 +263,7 @@ impl Scan {
             let Some(planned) = planned else { continue };
             let taken = match owners.get(&planned) {
                 Some(owner) => *owner != f.path,
-                None => b.taken.contains(&planned),
+                None => b.taken.contains(&planned) || b.taken_writing.contains(&planned),
             };
             let chosen = if taken {
                 let tag = &fp.sha256.to_string()[..8];
@@ -273,32 +285,62 @@ impl Scan {
         Ok(())
     }
 
-    /// Writes everything gathered so far, one transaction per kind of row.
+    /// Hands everything gathered so far to a writer task (one transaction per kind of row),
+    /// once the previous batch is written.
     async fn record(&self, b: &mut Batches) -> anyhow::Result<()> {
-        if !b.rejected.is_empty() {
-            retry_busy(|| self.ledger.record_rejected(self.run, &b.rejected))
-                .await
-                .context("recording rejected files in the ledger")?;
-            b.rejected.clear();
+        Self::written(b).await?;
+        if b.to_record() == 0 {
+            return Ok(());
         }
-        let inputs = (b.unchanged.len() + b.pending.len()) as u64;
-        if !b.unchanged.is_empty() {
-            retry_busy(|| self.ledger.record_unchanged(self.run, &b.unchanged))
-                .await
-                .context("recording inputs in the ledger")?;
-            b.unchanged.clear();
+        let rejected = std::mem::take(&mut b.rejected);
+        let unchanged = std::mem::take(&mut b.unchanged);
+        let pending = std::mem::take(&mut b.pending);
+        b.taken_writing = std::mem::take(&mut b.taken);
+        let (ledger, run) = (self.ledger.clone(), self.run);
+        let (counters, recorded) = (Arc::clone(&self.counters), Arc::clone(&self.recorded));
+        b.writing.spawn(async move {
+            if !rejected.is_empty() {
+                retry_busy(|| ledger.record_rejected(run, &rejected))
+                    .await
+                    .context("recording rejected files in the ledger")?;
+            }
+            if !unchanged.is_empty() {
+                retry_busy(|| ledger.record_unchanged(run, &unchanged))
+                    .await
+                    .context("recording inputs in the ledger")?;
+            }
+            if !pending.is_empty() {
+                retry_busy(|| ledger.record_inputs(run, &pending))
+                    .await
+                    .context("recording inputs in the ledger")?;
+            }
+            let inputs = (unchanged.len() + pending.len()) as u64;
+            if inputs > 0 {
+                Counters::add(&counters.recorded, inputs);
+                recorded.notify_one();
+            }
+            Ok(())
+        });
+        Ok(())
+    }
+
+    /// Whether no batch is being written (reaping one that has finished).
+    fn write_idle(b: &mut Batches) -> anyhow::Result<bool> {
+        while let Some(done) = b.writing.try_join_next() {
+            done.context("the ledger writer task failed")??;
         }
-        if !b.pending.is_empty() {
-            retry_busy(|| self.ledger.record_inputs(self.run, &b.pending))
-                .await
-                .context("recording inputs in the ledger")?;
-            b.pending.clear();
-            b.taken.clear();
+        if b.writing.is_empty() {
+            b.taken_writing.clear();
         }
-        if inputs > 0 {
-            Counters::add(&self.counters.recorded, inputs);
-            self.recorded.notify_one();
+        Ok(b.writing.is_empty())
+    }
+
+    /// Waits for the batch being written, if any; its output names are then in the ledger.
+    async fn written(b: &mut Batches) -> anyhow::Result<()> {
+        while let Some(done) = b.writing.join_next().await {
+            done.context("the ledger writer task failed")??;
         }
+        b.taken_writing.clear();
         Ok(())
     }
 }
