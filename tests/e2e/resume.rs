@@ -71,3 +71,38 @@ fn all_outputs_deleted_are_made_again_without_a_create_job() {
     assert_eq!(emu.counters().create_job_requests, 0, "create-job requests");
     assert_outputs_exactly(&td.out(), &expected);
 }
+
+/// A job submitted before a kill, still processing when the next run starts, gets that run's
+/// whole `--job-timeout`: the time eraser was down does not count against it.
+#[test]
+fn a_job_resumed_after_a_pause_longer_than_the_job_timeout_is_waited_for_not_failed() {
+    use std::time::Duration;
+
+    use crate::util::{PROCESS_TIMEOUT, Running, wait_for};
+
+    let emu = emulator(Knobs {
+        processing_time: Duration::from_secs(5),
+        ..Knobs::default()
+    });
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    write_unique(&td, "slow", 700, 1, &mut expected);
+    let running = Running::start(&mut td.run_cmd(&emu, &[&td.inputs()], &td.out(), &[]));
+    wait_for("the upload", PROCESS_TIMEOUT, || {
+        emu.counters().create_jobs >= 1
+    });
+    running.kill();
+    // The job needs 5 s in all: it is about 3 s old when the next run starts, so counted from
+    // its submission a 4 s --job-timeout ends it about 1 s into that run, before it is done.
+    std::thread::sleep(Duration::from_secs(3));
+
+    td.run(&emu, &[&td.inputs()], &td.out(), &["--job-timeout", "4s"])
+        .expect_code(0);
+
+    assert_outputs_exactly(&td.out(), &expected);
+    assert_eq!(
+        emu.counters().create_jobs,
+        1,
+        "the job was not paid for twice"
+    );
+}

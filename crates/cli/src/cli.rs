@@ -112,6 +112,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PER_SECOND", value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// A job unfinished after this fails (retryable): 90s, 10m, 1h, 500ms or seconds [default: 10m].
+    /// A job resumed from an earlier run gets the whole timeout again in this one.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
     pub job_timeout: Option<Duration>,
     /// Follow symlinked folders (symlinked files are always followed; loops are detected).

@@ -174,6 +174,7 @@ pub async fn run(
     let mut scan_task = tokio::spawn(scan.run());
 
     let mut coordinator = Coordinator {
+        started,
         ledger: ledger.clone(),
         client: client.clone(),
         run,
@@ -440,6 +441,8 @@ enum Event {
 }
 
 struct Coordinator {
+    /// When this run started: the earliest a resumed job's `--job-timeout` counts from.
+    started: Instant,
     ledger: Ledger,
     client: Client,
     run: RunId,
@@ -605,8 +608,14 @@ impl Coordinator {
             {
                 continue;
             }
+            // A job submitted by an earlier run gets this run's whole --job-timeout: the time
+            // eraser was not running is not the job's fault, and giving up would mean paying
+            // again for an image the service may be about to finish.
             let age = (now_utc - row.updated_at).to_std().unwrap_or_default();
-            let submitted = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            let submitted = Instant::now()
+                .checked_sub(age)
+                .unwrap_or_else(Instant::now)
+                .max(self.started);
             Counters::add(&self.counters.resumed, 1);
             Counters::add(&self.counters.in_flight, 1);
             self.jobs.insert(
