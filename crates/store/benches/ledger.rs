@@ -177,15 +177,16 @@ async fn bench(n: u64) -> Table {
         "≤ 20 ms",
     );
 
-    // Lookups of random paths: one per call, and a thousand per call (what a rescan sends).
-    let probes: Vec<PathBuf> = (0..2_000u64).map(|k| path(mix(k + 7) % n)).collect();
+    // Unchanged-file checks of random paths: one per call, and a thousand per call (what a
+    // rescan sends).
+    let probes: Vec<InputRecord> = (0..2_000u64).map(|k| input(mix(k + 7) % n)).collect();
     let start = Instant::now();
     for p in &probes {
-        let known = ledger
-            .lookup_inputs(std::slice::from_ref(p))
+        let unchanged = ledger
+            .unchanged_inputs(&[(p.path.as_path(), p.size, p.mtime_ns)])
             .await
             .expect("lookup");
-        assert!(known[0].is_some());
+        assert!(unchanged[0]);
     }
     let each = start.elapsed().as_secs_f64() / probes.len() as f64;
     table.row(
@@ -193,10 +194,14 @@ async fn bench(n: u64) -> Table {
         format!("{:.1} µs/lookup", each * 1e6),
         "",
     );
-    let probes: Vec<PathBuf> = (0..100_000u64).map(|k| path(mix(k + 99) % n)).collect();
+    let probes: Vec<InputRecord> = (0..100_000u64).map(|k| input(mix(k + 99) % n)).collect();
     let start = Instant::now();
     for chunk in probes.chunks(1000) {
-        ledger.lookup_inputs(chunk).await.expect("lookup");
+        let stamps: Vec<_> = chunk
+            .iter()
+            .map(|p| (p.path.as_path(), p.size, p.mtime_ns))
+            .collect();
+        ledger.unchanged_inputs(&stamps).await.expect("lookup");
     }
     let each = start.elapsed().as_secs_f64() / probes.len() as f64;
     table.row(

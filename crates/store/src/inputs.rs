@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::ledger::{now_text, path_bytes, path_from_bytes, to_i64};
-use crate::{Error, InputRecord, KnownInput, Ledger, Result, RunId, SeenInput};
+use crate::{Error, InputRecord, Ledger, Result, RunId, SeenInput};
 
 /// One input of a batch, as the SQL below reads it from the JSON array.
 #[derive(Serialize)]
@@ -28,41 +28,16 @@ struct BatchRow<'a> {
     o: String,
 }
 
-impl Ledger {
-    /// What the ledger knows of these paths (same order), for skipping unchanged files.
-    pub async fn lookup_inputs(&self, paths: &[PathBuf]) -> Result<Vec<Option<KnownInput>>> {
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
-        let numbered: Vec<(usize, String)> = paths
-            .iter()
-            .map(|p| hex::encode(path_bytes(p)))
-            .enumerate()
-            .collect();
-        let json = serde_json::to_string(&numbered).map_err(|e| self.invalid(e))?;
-        // The batch drives the search: one primary-key probe per path, answered by position
-        // (no path travels back).
-        let rows = sqlx::query!(
-            r#"select (j.value ->> 0) as "idx!: i64", p.size, p.mtime_ns, i.sha256
-               from json_each(?1) as j
-               join inputs as p on p.path = unhex(j.value ->> 1)
-               join images as i on i.id = p.image_id"#,
-            json
-        )
-        .fetch_all(&self.read)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        let mut known = vec![None; paths.len()];
-        for row in rows {
-            let slot = usize::try_from(row.idx)
-                .ok()
-                .and_then(|i| known.get_mut(i))
-                .ok_or_else(|| self.invalid(format!("lookup answered for position {}", row.idx)))?;
-            *slot = Some(self.decode_known(row.size, row.mtime_ns, &row.sha256)?);
-        }
-        Ok(known)
-    }
+/// One unchanged input of a batch (the shape [`record_membership`] reads).
+#[derive(Serialize)]
+struct SeenRow {
+    /// Path bytes, hex.
+    p: String,
+    /// Planned output path bytes, hex.
+    o: String,
+}
 
+impl Ledger {
     /// For each file (path, size, mtime in ns), whether the ledger holds that path with that
     /// size and mtime: the rescan's question, answered in one query that returns only the
     /// positions of the unchanged files.
@@ -181,59 +156,24 @@ impl Ledger {
         .execute(&mut *tx)
         .await
         .map_err(|e| self.db_err(e))?;
-        // The run's membership, and each input's plan in the run's OUT (an existing plan wins).
-        sqlx::query!(
-            "insert into run_inputs (run, path)
-             select ?2, unhex(j.value ->> 'p') from json_each(?1) as j where true
-             on conflict do nothing",
-            json,
-            run.0
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        sqlx::query!(
-            "insert into placements (path, out_root, planned, written, updated_at)
-             select unhex(j.value ->> 'p'), coalesce((select r.out_root from runs as r where r.id = ?2), x''),
-                    unhex(j.value ->> 'o'), null, ?3
-             from json_each(?1) as j where true
-             on conflict do nothing",
-            json,
-            run.0,
-            now
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        // A path that was rejected before (not an image then) is an input now.
-        if any_rejected(&mut tx).await.map_err(|e| self.db_err(e))? {
-            sqlx::query!(
-                "delete from rejected_inputs
-                 where path in (select unhex(j.value ->> 'p') from json_each(?1) as j)",
-                json
-            )
-            .execute(&mut *tx)
+        record_membership(&mut tx, run, &json, &now)
             .await
             .map_err(|e| self.db_err(e))?;
-        }
         tx.commit().await.map_err(|e| self.db_err(e))
     }
 
     /// Records that `run` saw these inputs unchanged (same path, size and mtime as the ledger
-    /// holds): run membership, a plan in the run's OUT when it has none, and `last_run`. Three
-    /// statements per batch, none touching the images or their sha256 index (the rescan path),
-    /// and one dropping the paths from the rejected files.
+    /// holds): `last_run`, run membership and a plan in the run's OUT when it has none. A few
+    /// statements per batch, none touching the images or their sha256 index (the rescan path).
     pub async fn record_unchanged(&self, run: RunId, batch: &[SeenInput]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let rows: Vec<[String; 2]> = batch
+        let rows: Vec<SeenRow> = batch
             .iter()
-            .map(|r| {
-                [
-                    hex::encode(path_bytes(&r.path)),
-                    hex::encode(path_bytes(&r.planned_output)),
-                ]
+            .map(|r| SeenRow {
+                p: hex::encode(path_bytes(&r.path)),
+                o: hex::encode(path_bytes(&r.planned_output)),
             })
             .collect();
         let json = serde_json::to_string(&rows).map_err(|e| self.invalid(e))?;
@@ -241,7 +181,7 @@ impl Ledger {
         let mut tx = self.begin_write().await?;
         sqlx::query!(
             "update inputs set last_run = ?2, last_seen = ?3
-             where path in (select unhex(j.value ->> 0) from json_each(?1) as j)",
+             where path in (select unhex(j.value ->> 'p') from json_each(?1) as j)",
             json,
             run.0,
             now
@@ -249,40 +189,9 @@ impl Ledger {
         .execute(&mut *tx)
         .await
         .map_err(|e| self.db_err(e))?;
-        sqlx::query!(
-            "insert into run_inputs (run, path)
-             select ?2, unhex(j.value ->> 0) from json_each(?1) as j where true
-             on conflict do nothing",
-            json,
-            run.0
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        sqlx::query!(
-            "insert into placements (path, out_root, planned, written, updated_at)
-             select unhex(j.value ->> 0), coalesce((select r.out_root from runs as r where r.id = ?2), x''),
-                    unhex(j.value ->> 1), null, ?3
-             from json_each(?1) as j where true
-             on conflict do nothing",
-            json,
-            run.0,
-            now
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        // Unreadable for a while (rejected), readable again as it was.
-        if any_rejected(&mut tx).await.map_err(|e| self.db_err(e))? {
-            sqlx::query!(
-                "delete from rejected_inputs
-                 where path in (select unhex(j.value ->> 0) from json_each(?1) as j)",
-                json
-            )
-            .execute(&mut *tx)
+        record_membership(&mut tx, run, &json, &now)
             .await
             .map_err(|e| self.db_err(e))?;
-        }
         tx.commit().await.map_err(|e| self.db_err(e))
     }
 
@@ -361,10 +270,51 @@ impl Ledger {
     }
 }
 
-/// Whether any file is recorded as rejected: usually none, and then a batch need not be unpacked
-/// to be checked against them.
-async fn any_rejected(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(r#"select exists (select 1 from rejected_inputs) as "any!: bool""#)
-        .fetch_one(conn)
-        .await
+/// The part of recording a batch that new, changed and unchanged inputs share: the run's
+/// membership, each input's plan in the run's OUT (an existing plan wins), and leaving the
+/// rejected files (a path rejected before, unreadable or not an image then, is an input now).
+/// `json` is an array of objects holding at least `p` (path bytes, hex) and `o` (planned output
+/// bytes, hex).
+async fn record_membership(
+    conn: &mut sqlx::SqliteConnection,
+    run: RunId,
+    json: &str,
+    now: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into run_inputs (run, path)
+         select ?2, unhex(j.value ->> 'p') from json_each(?1) as j where true
+         on conflict do nothing",
+        json,
+        run.0
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "insert into placements (path, out_root, planned, written, updated_at)
+         select unhex(j.value ->> 'p'), coalesce((select r.out_root from runs as r where r.id = ?2), x''),
+                unhex(j.value ->> 'o'), null, ?3
+         from json_each(?1) as j where true
+         on conflict do nothing",
+        json,
+        run.0,
+        now
+    )
+    .execute(&mut *conn)
+    .await?;
+    // Usually there are no rejected files at all: then the batch is not even unpacked for them.
+    let any_rejected =
+        sqlx::query_scalar!(r#"select exists (select 1 from rejected_inputs) as "any!: bool""#)
+            .fetch_one(&mut *conn)
+            .await?;
+    if any_rejected {
+        sqlx::query!(
+            "delete from rejected_inputs
+             where path in (select unhex(j.value ->> 'p') from json_each(?1) as j)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

@@ -161,14 +161,6 @@ pub struct SeenInput {
     pub planned_output: PathBuf,
 }
 
-/// What a rescan needs to skip hashing a file: what the ledger knew of this path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownInput {
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub sha256: Sha256,
-}
-
 /// An input file as seen by the scan, ready to record.
 #[derive(Debug, Clone)]
 pub struct InputRecord {

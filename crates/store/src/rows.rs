@@ -4,9 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::ledger::{path_from_bytes, to_u64};
-use crate::{
-    ImageRow, ImageStatus, InputRow, InputState, KnownInput, Ledger, Result, RunId, Sha256,
-};
+use crate::{ImageRow, ImageStatus, InputRow, InputState, Ledger, Result, RunId, Sha256};
 
 /// An `images` row (every column but the raw response).
 pub(crate) struct RawImage {
@@ -139,19 +137,6 @@ impl Ledger {
             output_url: r.output_url,
             error_code: r.error_code,
             error_message: r.error_message,
-        })
-    }
-
-    pub(crate) fn decode_known(
-        &self,
-        size: i64,
-        mtime_ns: i64,
-        sha256: &str,
-    ) -> Result<KnownInput> {
-        Ok(KnownInput {
-            size: to_u64(size),
-            mtime_ns,
-            sha256: self.decode_sha(sha256)?,
         })
     }
 }

@@ -640,12 +640,7 @@ async fn retry(
     quiet: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<Status> {
-    let parsed = shas
-        .iter()
-        .map(|s| {
-            parse_sha(s).ok_or_else(|| UsageError(format!("{s:?} is not a sha256 (64 hex digits)")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let parsed = parse_shas(shas)?;
     let n = if parsed.is_empty() {
         ledger.requeue(None).await?
     } else {
@@ -656,13 +651,27 @@ async fn retry(
         "{n} failed image(s) put back to new; the next `eraser run` tries them again"
     )
     .context(STDOUT)?;
-    let skipped = (parsed.len() as u64).saturating_sub(n);
+    say_left_alone(parsed.len(), n, "failed", quiet);
+    Ok(Status::Done)
+}
+
+/// Sha256s given on the command line; the first that is not one is a usage error.
+fn parse_shas(shas: &[String]) -> Result<Vec<Sha256>, UsageError> {
+    shas.iter()
+        .map(|s| {
+            parse_sha(s).ok_or_else(|| UsageError(format!("{s:?} is not a sha256 (64 hex digits)")))
+        })
+        .collect()
+}
+
+/// Tells on stderr how many of the images named were left as they were.
+fn say_left_alone(named: usize, moved: u64, what: &str, quiet: bool) {
+    let skipped = (named as u64).saturating_sub(moved);
     if skipped > 0 && !quiet {
         say(&format!(
-            "{skipped} of the images given were not failed and were left as they are"
+            "{skipped} of the images given were not {what} and were left as they are"
         ));
     }
-    Ok(Status::Done)
 }
 
 /// `ledger retry --done SHA…`: done images whose result cannot be had any more go back to `new`
@@ -673,12 +682,7 @@ async fn retry_done(
     quiet: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<Status> {
-    let parsed = shas
-        .iter()
-        .map(|s| {
-            parse_sha(s).ok_or_else(|| UsageError(format!("{s:?} is not a sha256 (64 hex digits)")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let parsed = parse_shas(shas)?;
     let mut n = 0u64;
     for sha in &parsed {
         match ledger.reset_done(sha).await {
@@ -695,12 +699,7 @@ async fn retry_done(
         "{n} done image(s) put back to new; the next `eraser run` uploads them again (each costs a credit)"
     )
     .context(STDOUT)?;
-    let skipped = (parsed.len() as u64).saturating_sub(n);
-    if skipped > 0 && !quiet {
-        say(&format!(
-            "{skipped} of the images given were not done (or not in the ledger) and were left as they are"
-        ));
-    }
+    say_left_alone(parsed.len(), n, "done (or not in the ledger)", quiet);
     Ok(Status::Done)
 }
 

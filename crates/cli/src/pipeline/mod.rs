@@ -1106,25 +1106,31 @@ async fn materialize(
         input: state.input.path.clone(),
         dest,
     };
+    let copy = |src: PathBuf| {
+        let target = &target;
+        async move {
+            let copied =
+                place::copy_from(ledger, &src, state.image_output_sha256, target, opts.link)
+                    .await?;
+            if copied {
+                Counters::add(&counters.copies, 1);
+                Counters::add(&counters.placed, 1);
+            }
+            anyhow::Ok(copied)
+        }
+    };
     if let Some(src) = &state.image_output_path
-        && place::copy_from(ledger, src, state.image_output_sha256, &target, opts.link).await?
+        && copy(src.clone()).await?
     {
-        Counters::add(&counters.copies, 1);
-        Counters::add(&counters.placed, 1);
         return Ok(true);
     }
     // The stored result is gone: another input's copy of it (checked against the result's
     // hash) needs neither the network nor a URL that may have expired.
     for other in ledger.inputs_of_image(&state.input.sha256).await? {
-        let Some(src) = other.output_path else {
-            continue;
-        };
-        if state.image_output_path.as_ref() == Some(&src) {
-            continue;
-        }
-        if place::copy_from(ledger, &src, state.image_output_sha256, &target, opts.link).await? {
-            Counters::add(&counters.copies, 1);
-            Counters::add(&counters.placed, 1);
+        if let Some(src) = other.output_path
+            && state.image_output_path.as_ref() != Some(&src)
+            && copy(src).await?
+        {
             return Ok(true);
         }
     }

@@ -2,7 +2,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use eraser_store::{Error, ErrorKind, ImageStatus, InputRecord, KnownInput, SeenInput};
+use eraser_store::{Error, ErrorKind, ImageStatus, InputRecord, SeenInput};
 use futures_util::TryStreamExt;
 
 use crate::support::{fresh, input, record, sha};
@@ -51,8 +51,12 @@ async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip() {
             Some(&record.planned_output)
         );
     }
-    let known = t.ledger.lookup_inputs(&paths).await.unwrap();
-    assert!(known.iter().all(Option::is_some));
+    let stamps: Vec<_> = batch
+        .iter()
+        .map(|r| (r.path.as_path(), r.size, r.mtime_ns))
+        .collect();
+    let unchanged = t.ledger.unchanged_inputs(&stamps).await.unwrap();
+    assert!(unchanged.iter().all(|u| *u), "{unchanged:?}");
     let listed: Vec<_> = t
         .ledger
         .run_inputs(run, None, 10)
@@ -84,41 +88,6 @@ async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip() {
     let mut expected = paths.clone();
     expected.sort();
     assert_eq!(claimed, expected);
-}
-
-#[tokio::test]
-async fn lookup_answers_in_order_with_none_for_unknown_paths() {
-    let t = fresh().await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    t.ledger
-        .record_inputs(run, &[input("/in/a.jpg", 1), input("/in/b.jpg", 2)])
-        .await
-        .unwrap();
-    let ask = [
-        PathBuf::from("/in/b.jpg"),
-        PathBuf::from("/in/missing.jpg"),
-        PathBuf::from("/in/a.jpg"),
-        PathBuf::from("/in/b.jpg"),
-    ];
-
-    let known = t.ledger.lookup_inputs(&ask).await.unwrap();
-
-    let b = Some(KnownInput {
-        size: 1002,
-        mtime_ns: 1_700_000_000_000_000_000,
-        sha256: sha(2),
-    });
-    let a = Some(KnownInput {
-        size: 1001,
-        mtime_ns: 1_700_000_000_000_000_000,
-        sha256: sha(1),
-    });
-    assert_eq!(known, vec![b.clone(), None, a, b]);
-    assert!(t.ledger.lookup_inputs(&[]).await.unwrap().is_empty());
 }
 
 #[tokio::test]
