@@ -54,20 +54,23 @@ impl Ledger {
             })
             .collect();
         let json = serde_json::to_string(&rows).map_err(|e| self.invalid(e))?;
+        // One row holding every position: sqlx hands rows over one at a time, which cost more
+        // than the lookups themselves.
         let positions = sqlx::query_scalar!(
-            r#"select (j.value ->> 0) as "idx!: i64"
+            r#"select json_group_array(j.value ->> 0) as "positions!: String"
                from json_each(?1) as j
                join inputs as p on p.path = unhex(j.value ->> 1)
                where p.size = j.value ->> 2 and p.mtime_ns = j.value ->> 3"#,
             json
         )
-        .fetch_all(&self.read)
+        .fetch_one(&self.read)
         .await
         .map_err(|e| self.db_err(e))?;
+        let positions: Vec<usize> =
+            serde_json::from_str(&positions).map_err(|e| self.invalid(e))?;
         for idx in positions {
-            let slot = usize::try_from(idx)
-                .ok()
-                .and_then(|i| unchanged.get_mut(i))
+            let slot = unchanged
+                .get_mut(idx)
                 .ok_or_else(|| self.invalid(format!("lookup answered for position {idx}")))?;
             *slot = true;
         }
@@ -99,19 +102,20 @@ impl Ledger {
         let now = now_text();
 
         let mut tx = self.begin_write().await?;
-        // Content changed: outputs written for the old content, in any OUT, are not this input's.
-        sqlx::query!(
-            "update placements set written = null, updated_at = ?2
-             from json_each(?1) as j
-             join inputs as p on p.path = unhex(j.value ->> 'p')
-             join images as i on i.id = p.image_id
-             where placements.path = p.path and i.sha256 <> j.value ->> 'h' and placements.written is not null",
-            json,
-            now
+        // A first scan's batches hold only new paths: then the two statements that handle
+        // paths already in the ledger are skipped (each would probe the sha256 index per row).
+        let any_known = sqlx::query_scalar!(
+            r#"select exists (
+                   select 1 from json_each(?1) as j join inputs as p on p.path = unhex(j.value ->> 'p')
+               ) as "any!: bool""#,
+            json
         )
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| self.db_err(e))?;
+        if any_known {
+            self.record_known(&mut tx, run, &json, &now).await?;
+        }
         // `where true` tells the parser the `on conflict` belongs to the insert, not the select.
         sqlx::query!(
             "insert into images (sha256, size, format, status, created_at, updated_at)
@@ -119,19 +123,6 @@ impl Ledger {
              from json_each(?1) as j where true
              on conflict (sha256) do nothing",
             json,
-            now
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        // Unchanged content (the common case of a rescan): touch no indexed column but
-        // `last_run`, so no index entry moves to a random place.
-        sqlx::query!(
-            "update inputs set size = j.value ->> 's', mtime_ns = j.value ->> 'm', last_run = ?2, last_seen = ?3
-             from json_each(?1) as j join images as i on i.sha256 = j.value ->> 'h'
-             where inputs.path = unhex(j.value ->> 'p') and inputs.image_id = i.id",
-            json,
-            run.0,
             now
         )
         .execute(&mut *tx)
@@ -162,6 +153,42 @@ impl Ledger {
         tx.commit().await.map_err(|e| self.db_err(e))
     }
 
+    /// The part of [`Ledger::record_inputs`] for paths the ledger already holds: outputs written
+    /// for content they no longer hold are dropped, and unchanged content is touched without
+    /// moving any index entry (the upsert that follows then skips those rows).
+    async fn record_known(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        run: RunId,
+        json: &str,
+        now: &str,
+    ) -> Result<()> {
+        sqlx::query!(
+            "update placements set written = null, updated_at = ?2
+             from json_each(?1) as j
+             join inputs as p on p.path = unhex(j.value ->> 'p')
+             join images as i on i.id = p.image_id
+             where placements.path = p.path and i.sha256 <> j.value ->> 'h' and placements.written is not null",
+            json,
+            now
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        sqlx::query!(
+            "update inputs set size = j.value ->> 's', mtime_ns = j.value ->> 'm', last_run = ?2, last_seen = ?3
+             from json_each(?1) as j join images as i on i.sha256 = j.value ->> 'h'
+             where inputs.path = unhex(j.value ->> 'p') and inputs.image_id = i.id",
+            json,
+            run.0,
+            now
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
     /// Records that `run` saw these inputs unchanged (same path, size and mtime as the ledger
     /// holds): `last_run`, run membership and a plan in the run's OUT when it has none. A few
     /// statements per batch, none touching the images or their sha256 index (the rescan path).
@@ -181,7 +208,7 @@ impl Ledger {
         let mut tx = self.begin_write().await?;
         sqlx::query!(
             "update inputs set last_run = ?2, last_seen = ?3
-             where path in (select unhex(j.value ->> 'p') from json_each(?1) as j)",
+             from json_each(?1) as j where inputs.path = unhex(j.value ->> 'p')",
             json,
             run.0,
             now
