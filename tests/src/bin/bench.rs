@@ -158,6 +158,8 @@ pub struct Ctx {
     pub scanned: Option<(PathBuf, PathBuf)>,
     /// Best `find -printf` time over the scan tree.
     pub find_time: Option<std::time::Duration>,
+    /// The ledger `sqlite3` filled for the first scan's floor (the rescan's floor reads it).
+    pub floor_ledger: Option<PathBuf>,
     /// The ledgers of `ledger_rows` and a tenth of it.
     pub big_ledgers: Option<(PathBuf, PathBuf)>,
 }
@@ -228,6 +230,7 @@ fn main() -> ExitCode {
         scan_tree: None,
         scanned: None,
         find_time: None,
+        floor_ledger: None,
         big_ledgers: None,
     };
     let started = chrono::Utc::now();

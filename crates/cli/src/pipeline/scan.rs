@@ -73,7 +73,9 @@ struct Batches {
     taken_writing: HashSet<PathBuf>,
     /// The batch being written, on its own task so the scan goes on meanwhile (at most one:
     /// the ledger has one writer). Dropped with the scan, which aborts it (rolled back).
-    writing: JoinSet<anyhow::Result<()>>,
+    writing: JoinSet<anyhow::Result<Duration>>,
+    /// Time the finished batches spent in ledger writes (reported at the end of the scan).
+    write_time: Duration,
     /// Files in the hashing pool.
     hashing: usize,
 }
@@ -143,6 +145,12 @@ impl Scan {
             }
         }
         Self::written(&mut b).await?;
+        tracing::info!(
+            "scan: {} inputs recorded ({} hashed) in {:.3} s of ledger writes",
+            Counters::get(&self.counters.recorded),
+            Counters::get(&self.counters.hashed),
+            b.write_time.as_secs_f64()
+        );
         Ok(b.errors)
     }
 
@@ -299,6 +307,7 @@ impl Scan {
         let (ledger, run) = (self.ledger.clone(), self.run);
         let (counters, recorded) = (Arc::clone(&self.counters), Arc::clone(&self.recorded));
         b.writing.spawn(async move {
+            let start = Instant::now();
             if !rejected.is_empty() {
                 retry_busy(|| ledger.record_rejected(run, &rejected))
                     .await
@@ -319,7 +328,7 @@ impl Scan {
                 Counters::add(&counters.recorded, inputs);
                 recorded.notify_one();
             }
-            Ok(())
+            Ok(start.elapsed())
         });
         Ok(())
     }
@@ -327,7 +336,7 @@ impl Scan {
     /// Whether no batch is being written (reaping one that has finished).
     fn write_idle(b: &mut Batches) -> anyhow::Result<bool> {
         while let Some(done) = b.writing.try_join_next() {
-            done.context("the ledger writer task failed")??;
+            b.write_time += done.context("the ledger writer task failed")??;
         }
         if b.writing.is_empty() {
             b.taken_writing.clear();
@@ -338,7 +347,7 @@ impl Scan {
     /// Waits for the batch being written, if any; its output names are then in the ledger.
     async fn written(b: &mut Batches) -> anyhow::Result<()> {
         while let Some(done) = b.writing.join_next().await {
-            done.context("the ledger writer task failed")??;
+            b.write_time += done.context("the ledger writer task failed")??;
         }
         b.taken_writing.clear();
         Ok(())

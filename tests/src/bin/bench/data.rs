@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use eraser_tests::emulator::sample_jpeg;
 
@@ -130,6 +131,90 @@ fn sqlite_script(ledger: &Path, script: &str) -> BenchResult<()> {
         return Err(errors.trim().to_owned().into());
     }
     Ok(())
+}
+
+/// Time `sqlite3` alone takes to insert what a first scan records for `n` new files into a
+/// ledger eraser created (run 1 must exist): `n` images with random sha256 values, their
+/// inputs, plans and run membership, in one transaction with eraser's writer settings. The
+/// floor of the schema, for comparison with eraser's ledger writes.
+pub fn ledger_insert_floor(ledger: &Path, n: u64) -> BenchResult<Duration> {
+    let script = format!(
+        "pragma synchronous = normal;
+pragma cache_size = -16384;
+create temp table seq as
+  with recursive c(i) as (select 0 union all select i + 1 from c where i < {n} - 1)
+  select i, lower(hex(randomblob(32))) as sha,
+         cast(printf('/floor/photos/d%04d/img%07d.jpg', i / 1000, i) as blob) as path,
+         cast(printf('/floor/clean/d%04d/img%07d.jpg', i / 1000, i) as blob) as output
+  from c;
+.timer on
+begin;
+insert into images (sha256, size, format, status, created_at, updated_at)
+select sha, 100, 'jpeg', 'new', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z' from seq;
+insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
+select s.path, 100, 1700000000000000000 + s.i, i.id, 1, '2026-01-01T00:00:00.000000Z'
+from seq as s join images as i on i.sha256 = s.sha;
+insert into placements (path, out_root, planned, written, updated_at)
+select path, cast('/floor/clean' as blob), output, null, '2026-01-01T00:00:00.000000Z' from seq;
+insert into run_inputs (run, path) select 1, path from seq;
+commit;
+"
+    );
+    sqlite_timed(ledger, &script).map_err(|e| format!("sqlite3 insert floor: {e}").into())
+}
+
+/// Time `sqlite3` alone takes for the per-file ledger work of a rescan of every input of a
+/// ledger filled by [`ledger_insert_floor`] (all unchanged): one lookup by path with size and
+/// mtime compared, then in one transaction the last-seen update, run membership and plan
+/// check of a new run (id 2).
+pub fn ledger_rescan_floor(ledger: &Path) -> BenchResult<Duration> {
+    let script = "pragma synchronous = normal;
+pragma cache_size = -16384;
+create temp table seq as select path, size, mtime_ns from inputs order by path;
+insert into runs (id, host, pid, command, started_at, heartbeat_at, out_root)
+values (2, 'floor', 0, 'floor', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z',
+        cast('/floor/clean' as blob));
+.timer on
+select count(*) from seq as s join inputs as p on p.path = s.path
+where p.size = s.size and p.mtime_ns = s.mtime_ns;
+begin;
+update inputs set last_run = 2, last_seen = '2026-01-02T00:00:00.000000Z'
+from seq as s where inputs.path = s.path;
+insert into run_inputs (run, path) select 2, path from seq where true on conflict do nothing;
+insert into placements (path, out_root, planned, written, updated_at)
+select path, cast('/floor/clean' as blob), path, null, '2026-01-02T00:00:00.000000Z' from seq
+where true on conflict do nothing;
+commit;
+";
+    sqlite_timed(ledger, script).map_err(|e| format!("sqlite3 rescan floor: {e}").into())
+}
+
+/// Runs `script` through `sqlite3 LEDGER` and sums the `.timer on` times it prints.
+fn sqlite_timed(ledger: &Path, script: &str) -> Result<Duration, String> {
+    let out = Command::new("sqlite3")
+        .arg(ledger)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(script.as_bytes())?;
+            }
+            child.wait_with_output()
+        })
+        .map_err(|e| format!("cannot run sqlite3: {e}"))?;
+    let errors = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !errors.trim().is_empty() {
+        return Err(errors.trim().to_owned());
+    }
+    // `.timer on` prints `Run Time: real 0.123 user … sys …` after each statement.
+    let secs: f64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("Run Time: real "))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+        .sum();
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// The SQL of [`fill_ledger`], matching `migrations/` (0001 images and inputs, 0003

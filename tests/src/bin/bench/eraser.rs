@@ -68,7 +68,21 @@ impl Eraser {
         out: &Path,
         extra: &[&str],
     ) -> BenchResult<(Measured, RunSummary)> {
+        self.run_env(ledger, input, out, extra, &[])
+    }
+
+    /// [`Eraser::run`] with extra environment variables (e.g. `RUST_LOG` for a figure eraser
+    /// only logs).
+    pub fn run_env(
+        &self,
+        ledger: &Path,
+        input: &Path,
+        out: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> BenchResult<(Measured, RunSummary)> {
         let mut cmd = self.command(ledger);
+        cmd.envs(env.iter().copied());
         cmd.arg("run")
             .arg(input)
             .arg("-o")
