@@ -87,16 +87,18 @@ impl Client {
             });
         }
 
-        let mut temp = TempFile::create(target).await?;
         let io_err = |source| Error::Io {
             path: target.dest.clone(),
             source,
         };
-        let mut writer = BufWriter::with_capacity(WRITE_BUFFER, temp.file()?);
         let mut hasher = Sha256::new();
         let mut head: Vec<u8> = Vec::with_capacity(HEAD);
         let mut format = None;
         let mut received: u64 = 0;
+        // A body that fits the write buffer (the usual result) is written by one blocking task:
+        // create, write, fsync and rename, instead of a thread-pool hop for each.
+        let mut small: Vec<u8> = Vec::new();
+        let mut streaming: Option<(TempFile, BufWriter<File>)> = None;
         loop {
             let chunk = match response.chunk().await {
                 Ok(Some(chunk)) => chunk,
@@ -130,7 +132,17 @@ impl Client {
                 }
             }
             hasher.update(&chunk);
-            writer.write_all(&chunk).await.map_err(io_err)?;
+            if streaming.is_none() && small.len() + chunk.len() > WRITE_BUFFER {
+                let mut temp = TempFile::create(target).await?;
+                let mut writer = BufWriter::with_capacity(WRITE_BUFFER, temp.file()?);
+                writer.write_all(&small).await.map_err(io_err)?;
+                small = Vec::new();
+                streaming = Some((temp, writer));
+            }
+            match streaming.as_mut() {
+                Some((_, writer)) => writer.write_all(&chunk).await.map_err(io_err)?,
+                None => small.extend_from_slice(&chunk),
+            }
         }
         if expected.is_some_and(|n| n != received) {
             return Err(Error::Truncated {
@@ -143,20 +155,34 @@ impl Client {
             Some(format) => format,
             None => ImageFormat::detect(&head).ok_or_else(|| Error::NotAnImage { url: shown() })?,
         };
-        writer.flush().await.map_err(io_err)?;
-        let file = writer.into_inner();
-        file.sync_all().await.map_err(io_err)?;
-        drop(file);
-        temp.persist(&target.dest).await?;
-        if target.sync_dir {
-            sync_dir(&target.dir).await.map_err(|source| {
-                // The rename may not survive a crash: take the file back rather than claim success.
-                let _ = std::fs::remove_file(&target.dest);
-                Error::Io {
-                    path: target.dir.clone(),
-                    source,
+        match streaming {
+            Some((mut temp, mut writer)) => {
+                writer.flush().await.map_err(io_err)?;
+                let file = writer.into_inner();
+                file.sync_all().await.map_err(io_err)?;
+                drop(file);
+                temp.persist(&target.dest).await?;
+                if target.sync_dir {
+                    sync_dir(&target.dir).await.map_err(|source| {
+                        // The rename may not survive a crash: take the file back rather than
+                        // claim success.
+                        let _ = std::fs::remove_file(&target.dest);
+                        Error::Io {
+                            path: target.dir.clone(),
+                            source,
+                        }
+                    })?;
                 }
-            })?;
+            }
+            None => {
+                let owned = target.clone();
+                tokio::task::spawn_blocking(move || write_whole(&owned, &small))
+                    .await
+                    .map_err(|e| Error::Io {
+                        path: target.dest.clone(),
+                        source: std::io::Error::other(e),
+                    })??;
+            }
         }
         Ok(Downloaded {
             sha256: hasher.finalize().into(),
@@ -188,6 +214,7 @@ fn download_url(text: &str) -> Result<Url> {
 }
 
 /// Where a download lands: the destination, its folder and its file name.
+#[derive(Clone)]
 struct Target {
     dest: PathBuf,
     dir: PathBuf,
@@ -292,6 +319,52 @@ impl Drop for TempFile {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Writes `bytes` to a temp file beside `target.dest`, fsyncs it and renames it onto the
+/// destination (folder fsynced when the target asks), all on the calling (blocking) thread.
+/// On failure nothing is left behind and the destination is untouched.
+fn write_whole(target: &Target, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let io_err = |path: &Path, source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut attempts = 0;
+    let (temp, mut file) = loop {
+        let path = target.temp_path();
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => break (path, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 8 => {
+                attempts += 1
+            }
+            Err(source) => return Err(io_err(&target.dest, source)),
+        }
+    };
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| {
+            drop(file);
+            std::fs::rename(&temp, &target.dest)
+        });
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io_err(&target.dest, source));
+    }
+    if target.sync_dir && cfg!(unix) {
+        let synced = std::fs::File::open(&target.dir).and_then(|d| d.sync_all());
+        if let Err(source) = synced {
+            // The rename may not survive a crash: take the file back rather than claim success.
+            let _ = std::fs::remove_file(&target.dest);
+            return Err(io_err(&target.dir, source));
+        }
+    }
+    Ok(())
 }
 
 /// Makes a rename in `dir` durable. Folders cannot be opened for syncing on some platforms;

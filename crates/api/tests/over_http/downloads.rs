@@ -116,3 +116,87 @@ async fn a_download_replaces_the_file_at_dest_whole() {
     assert_eq!(std::fs::metadata(&dest).unwrap().len(), saved.bytes);
     assert_eq!(list_dir(dir.path()), ["a.jpg", "out.jpg"]);
 }
+
+/// Serves `body` (announced as `announced` bytes) once per connection on 127.0.0.1, to any
+/// request; the connection is closed after the body. Returns the URL.
+async fn serve_once(body: Vec<u8>, announced: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}/output/big.jpg")
+}
+
+/// A JPEG-looking body of `len` bytes, different at every position.
+fn big_jpeg(len: usize) -> Vec<u8> {
+    let mut body: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+    body[..4].copy_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0]);
+    body
+}
+
+#[tokio::test]
+async fn a_result_larger_than_the_write_buffer_is_streamed_to_dest_whole() {
+    let em = emulator(Knobs::default()).await;
+    let client = client(&em).build().unwrap();
+    let body = big_jpeg(3 * 1024 * 1024 + 17);
+    let url = serve_once(body.clone(), body.len()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("big.jpg");
+
+    let saved = client.download(&url, &dest).await.unwrap();
+
+    assert_eq!(saved.bytes, body.len() as u64);
+    assert_eq!(saved.sha256, crate::util::sha256(&body));
+    assert!(
+        std::fs::read(&dest).unwrap() == body,
+        "dest differs from the body"
+    );
+    assert_eq!(list_dir(dir.path()), ["big.jpg"]);
+}
+
+#[tokio::test]
+async fn a_large_result_cut_short_leaves_nothing_at_dest_and_no_temp_file() {
+    let em = emulator(Knobs::default()).await;
+    let client = client(&em)
+        .retry(RetryPolicy {
+            max_attempts: 1,
+            ..crate::util::fast_retry()
+        })
+        .build()
+        .unwrap();
+    let body = big_jpeg(2 * 1024 * 1024);
+    let url = serve_once(body.clone(), body.len() + 4096).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let err = client
+        .download(&url, &dir.path().join("big.jpg"))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, Error::Truncated { .. }), "{err:?}");
+    assert!(
+        list_dir(dir.path()).is_empty(),
+        "left behind: {:?}",
+        list_dir(dir.path())
+    );
+}
