@@ -1,40 +1,33 @@
 //! Input files: batched recording of a scan, lookup by path (to skip re-hashing unchanged
 //! files), and each input's output path.
 //!
-//! Batches travel as one JSON array bound to a single parameter and unpacked in SQL with
-//! `json_each` (SQLite's counterpart of PostgreSQL's `unnest`): a whole batch is one statement,
-//! not one round trip per row. Paths travel as hex of their raw bytes and are stored with
-//! `unhex`, so names that are not UTF-8 survive the trip.
+//! A batch is written through the `scan_batch` scratch table: one write transaction fills it
+//! with bound multi-row inserts, writes every ledger table from it in a few set-based
+//! statements and empties it. Lookups run on the read pool and cannot write, so a lookup batch
+//! travels as one JSON array unpacked with `json_each`; paths in JSON travel as hex of their raw
+//! bytes (decoded with `unhex`), so names that are not UTF-8 survive the trip.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::ledger::{now_text, path_bytes, path_from_bytes, to_i64};
 use crate::{Error, InputRecord, Ledger, Result, RunId, SeenInput};
 
-/// One input of a batch, as the SQL below reads it from the JSON array.
-#[derive(Serialize)]
-struct BatchRow<'a> {
-    /// Path bytes, hex.
-    p: String,
-    s: i64,
-    m: i64,
-    /// SHA-256, lower-case hex.
-    h: String,
-    f: &'a str,
-    /// Planned output path bytes, hex.
-    o: String,
-}
+/// Rows bound per statement when filling `scan_batch` (6 parameters each, far below SQLite's
+/// limit of 32,766); the statement of a full chunk is prepared once and reused.
+const FILL_CHUNK: usize = 1000;
 
-/// One unchanged input of a batch (the shape [`record_membership`] reads).
-#[derive(Serialize)]
-struct SeenRow {
-    /// Path bytes, hex.
-    p: String,
-    /// Planned output path bytes, hex.
-    o: String,
+/// One row of the `scan_batch` scratch table. Content fields are `None` for an input the
+/// ledger already holds unchanged.
+struct BatchRow<'a> {
+    path: &'a [u8],
+    size: Option<i64>,
+    mtime_ns: Option<i64>,
+    sha256: Option<String>,
+    format: Option<&'a str>,
+    planned: &'a [u8],
 }
 
 impl Ledger {
@@ -81,8 +74,8 @@ impl Ledger {
     /// (keeping an already planned output), inserts its image as `new` when unknown.
     ///
     /// An input whose content changed (another sha256) loses its recorded output path (that
-    /// output belongs to the old content) but keeps its planned output. Three statements carry
-    /// the whole batch, whatever its length.
+    /// output belongs to the old content) but keeps its planned output. A handful of
+    /// statements carry the whole batch, whatever its length.
     pub async fn record_inputs(&self, run: RunId, batch: &[InputRecord]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -90,49 +83,80 @@ impl Ledger {
         let rows: Vec<BatchRow<'_>> = batch
             .iter()
             .map(|r| BatchRow {
-                p: hex::encode(path_bytes(&r.path)),
-                s: to_i64(r.size),
-                m: r.mtime_ns,
-                h: r.sha256.to_string(),
-                f: &r.format,
-                o: hex::encode(path_bytes(&r.planned_output)),
+                path: path_bytes(&r.path),
+                size: Some(to_i64(r.size)),
+                mtime_ns: Some(r.mtime_ns),
+                sha256: Some(r.sha256.to_string()),
+                format: Some(&r.format),
+                planned: path_bytes(&r.planned_output),
             })
             .collect();
-        let json = serde_json::to_string(&rows).map_err(|e| self.invalid(e))?;
         let now = now_text();
-
         let mut tx = self.begin_write().await?;
+        self.write_inputs(&mut tx, run, &rows, &now)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        tx.commit().await.map_err(|e| self.db_err(e))
+    }
+
+    /// The statements of [`Ledger::record_inputs`], inside its transaction.
+    async fn write_inputs(
+        &self,
+        tx: &mut SqliteConnection,
+        run: RunId,
+        rows: &[BatchRow<'_>],
+        now: &str,
+    ) -> sqlx::Result<()> {
+        fill_scan_batch(&mut *tx, rows).await?;
         // A first scan's batches hold only new paths: then the two statements that handle
-        // paths already in the ledger are skipped (each would probe the sha256 index per row).
+        // paths already in the ledger (each probing the sha256 index per row) are skipped.
         let any_known = sqlx::query_scalar!(
             r#"select exists (
-                   select 1 from json_each(?1) as j join inputs as p on p.path = unhex(j.value ->> 'p')
-               ) as "any!: bool""#,
-            json
+                   select 1 from scan_batch as b join inputs as p on p.path = b.path
+               ) as "any!: bool""#
         )
         .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
+        .await?;
         if any_known {
-            self.record_known(&mut tx, run, &json, &now).await?;
+            // Content changed: outputs written for the old content, in any OUT, are not this
+            // input's.
+            sqlx::query!(
+                "update placements set written = null, updated_at = ?1
+                 from scan_batch as b
+                 join inputs as p on p.path = b.path
+                 join images as i on i.id = p.image_id
+                 where placements.path = p.path and i.sha256 <> b.sha256
+                   and placements.written is not null",
+                now
+            )
+            .execute(&mut *tx)
+            .await?;
+            // Unchanged content: touch no indexed column, so no index entry moves.
+            sqlx::query!(
+                "update inputs set size = b.size, mtime_ns = b.mtime_ns, last_run = ?1, last_seen = ?2
+                 from scan_batch as b join images as i on i.sha256 = b.sha256
+                 where inputs.path = b.path and inputs.image_id = i.id",
+                run.0,
+                now
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         // `where true` tells the parser the `on conflict` belongs to the insert, not the select.
         sqlx::query!(
             "insert into images (sha256, size, format, status, created_at, updated_at)
-             select j.value ->> 'h', j.value ->> 's', j.value ->> 'f', 'new', ?2, ?2
-             from json_each(?1) as j where true
+             select b.sha256, b.size, b.format, 'new', ?1, ?1
+             from scan_batch as b where true
              on conflict (sha256) do nothing",
-            json,
             now
         )
         .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
+        .await?;
         // New paths, and paths whose content changed (their old output belongs to the old content).
         sqlx::query!(
             "insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
-             select unhex(j.value ->> 'p'), j.value ->> 's', j.value ->> 'm', i.id, ?2, ?3
-             from json_each(?1) as j join images as i on i.sha256 = j.value ->> 'h' where true
+             select b.path, b.size, b.mtime_ns, i.id, ?1, ?2
+             from scan_batch as b join images as i on i.sha256 = b.sha256 where true
              on conflict (path) do update set
                  size = excluded.size,
                  mtime_ns = excluded.mtime_ns,
@@ -140,53 +164,12 @@ impl Ledger {
                  last_run = excluded.last_run,
                  last_seen = excluded.last_seen
              where inputs.image_id <> excluded.image_id",
-            json,
             run.0,
             now
         )
         .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        record_membership(&mut tx, run, &json, &now)
-            .await
-            .map_err(|e| self.db_err(e))?;
-        tx.commit().await.map_err(|e| self.db_err(e))
-    }
-
-    /// The part of [`Ledger::record_inputs`] for paths the ledger already holds: outputs written
-    /// for content they no longer hold are dropped, and unchanged content is touched without
-    /// moving any index entry (the upsert that follows then skips those rows).
-    async fn record_known(
-        &self,
-        tx: &mut sqlx::SqliteConnection,
-        run: RunId,
-        json: &str,
-        now: &str,
-    ) -> Result<()> {
-        sqlx::query!(
-            "update placements set written = null, updated_at = ?2
-             from json_each(?1) as j
-             join inputs as p on p.path = unhex(j.value ->> 'p')
-             join images as i on i.id = p.image_id
-             where placements.path = p.path and i.sha256 <> j.value ->> 'h' and placements.written is not null",
-            json,
-            now
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        sqlx::query!(
-            "update inputs set size = j.value ->> 's', mtime_ns = j.value ->> 'm', last_run = ?2, last_seen = ?3
-             from json_each(?1) as j join images as i on i.sha256 = j.value ->> 'h'
-             where inputs.path = unhex(j.value ->> 'p') and inputs.image_id = i.id",
-            json,
-            run.0,
-            now
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        Ok(())
+        .await?;
+        record_membership(tx, run, now).await
     }
 
     /// Records that `run` saw these inputs unchanged (same path, size and mtime as the ledger
@@ -196,29 +179,33 @@ impl Ledger {
         if batch.is_empty() {
             return Ok(());
         }
-        let rows: Vec<SeenRow> = batch
+        let rows: Vec<BatchRow<'_>> = batch
             .iter()
-            .map(|r| SeenRow {
-                p: hex::encode(path_bytes(&r.path)),
-                o: hex::encode(path_bytes(&r.planned_output)),
+            .map(|r| BatchRow {
+                path: path_bytes(&r.path),
+                size: None,
+                mtime_ns: None,
+                sha256: None,
+                format: None,
+                planned: path_bytes(&r.planned_output),
             })
             .collect();
-        let json = serde_json::to_string(&rows).map_err(|e| self.invalid(e))?;
         let now = now_text();
         let mut tx = self.begin_write().await?;
-        sqlx::query!(
-            "update inputs set last_run = ?2, last_seen = ?3
-             from json_each(?1) as j where inputs.path = unhex(j.value ->> 'p')",
-            json,
-            run.0,
-            now
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        record_membership(&mut tx, run, &json, &now)
-            .await
-            .map_err(|e| self.db_err(e))?;
+        let written = async {
+            fill_scan_batch(&mut tx, &rows).await?;
+            sqlx::query!(
+                "update inputs set last_run = ?1, last_seen = ?2
+                 from scan_batch as b where inputs.path = b.path",
+                run.0,
+                now
+            )
+            .execute(&mut *tx)
+            .await?;
+            record_membership(&mut tx, run, &now).await
+        }
+        .await;
+        written.map_err(|e| self.db_err(e))?;
         tx.commit().await.map_err(|e| self.db_err(e))
     }
 
@@ -297,51 +284,77 @@ impl Ledger {
     }
 }
 
-/// The part of recording a batch that new, changed and unchanged inputs share: the run's
-/// membership, each input's plan in the run's OUT (an existing plan wins), and leaving the
-/// rejected files (a path rejected before, unreadable or not an image then, is an input now).
-/// `json` is an array of objects holding at least `p` (path bytes, hex) and `o` (planned output
-/// bytes, hex).
-async fn record_membership(
-    conn: &mut sqlx::SqliteConnection,
-    run: RunId,
-    json: &str,
-    now: &str,
-) -> sqlx::Result<()> {
+/// Fills the scratch table with `rows`, in chunks of bound multi-row inserts. sqlx has no array
+/// binding for SQLite and the statement's text depends on the chunk's length, so this one is
+/// built with `QueryBuilder`; the statements that read the table are checked by `query!`.
+async fn fill_scan_batch(conn: &mut SqliteConnection, rows: &[BatchRow<'_>]) -> sqlx::Result<()> {
+    // Empty outside a transaction; cleared anyway, so a bug elsewhere cannot leak rows in.
+    sqlx::query!("delete from scan_batch")
+        .execute(&mut *conn)
+        .await?;
+    // In path order, the statements that read the table walk the ledger's path-keyed tables
+    // forward instead of dirtying pages at random.
+    let mut sorted: Vec<&BatchRow<'_>> = rows.iter().collect();
+    sorted.sort_unstable_by_key(|r| r.path);
+    for chunk in sorted.chunks(FILL_CHUNK) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "insert into scan_batch (path, size, mtime_ns, sha256, format, planned) ",
+        );
+        insert.push_values(chunk, |mut row, r| {
+            row.push_bind(r.path)
+                .push_bind(r.size)
+                .push_bind(r.mtime_ns)
+                .push_bind(r.sha256.as_deref())
+                .push_bind(r.format)
+                .push_bind(r.planned);
+        });
+        insert
+            .build()
+            .persistent(chunk.len() == FILL_CHUNK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The part of recording a batch that new, changed and unchanged inputs share, read from the
+/// filled `scan_batch`: the run's membership, each input's plan in the run's OUT (an existing
+/// plan wins), and leaving the rejected files (a path rejected before, unreadable or not an
+/// image then, is an input now). Empties `scan_batch`.
+async fn record_membership(conn: &mut SqliteConnection, run: RunId, now: &str) -> sqlx::Result<()> {
     sqlx::query!(
         "insert into run_inputs (run, path)
-         select ?2, unhex(j.value ->> 'p') from json_each(?1) as j where true
+         select ?1, b.path from scan_batch as b where true
          on conflict do nothing",
-        json,
         run.0
     )
     .execute(&mut *conn)
     .await?;
     sqlx::query!(
         "insert into placements (path, out_root, planned, written, updated_at)
-         select unhex(j.value ->> 'p'), coalesce((select r.out_root from runs as r where r.id = ?2), x''),
-                unhex(j.value ->> 'o'), null, ?3
-         from json_each(?1) as j where true
+         select b.path, coalesce((select r.out_root from runs as r where r.id = ?1), x''),
+                b.planned, null, ?2
+         from scan_batch as b where true
          on conflict do nothing",
-        json,
         run.0,
         now
     )
     .execute(&mut *conn)
     .await?;
-    // Usually there are no rejected files at all: then the batch is not even unpacked for them.
+    // Usually there are no rejected files at all: then the batch is not even joined with them.
     let any_rejected =
         sqlx::query_scalar!(r#"select exists (select 1 from rejected_inputs) as "any!: bool""#)
             .fetch_one(&mut *conn)
             .await?;
     if any_rejected {
         sqlx::query!(
-            "delete from rejected_inputs
-             where path in (select unhex(j.value ->> 'p') from json_each(?1) as j)",
-            json
+            "delete from rejected_inputs where path in (select b.path from scan_batch as b)"
         )
         .execute(&mut *conn)
         .await?;
     }
+    sqlx::query!("delete from scan_batch")
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
