@@ -418,6 +418,26 @@ async fn a_finished_run_forgets_its_membership() {
 }
 
 #[tokio::test]
+async fn a_finished_run_leaves_the_membership_of_earlier_and_later_live_runs() {
+    let t = fresh().await;
+    let earlier = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
+    let finishing = t.ledger.begin_run("b", Path::new("/out")).await.unwrap();
+    let later = t.ledger.begin_run("c", Path::new("/out")).await.unwrap();
+    record(&t.ledger, earlier, 0, 2).await;
+    record(&t.ledger, finishing, 0, 3).await;
+    record(&t.ledger, later, 1, 4).await;
+
+    t.ledger
+        .finish_run(finishing, "complete", "{}")
+        .await
+        .unwrap();
+
+    assert_eq!(t.ledger.run_progress(finishing).await.unwrap().inputs, 0);
+    assert_eq!(t.ledger.run_progress(earlier).await.unwrap().inputs, 2);
+    assert_eq!(t.ledger.run_progress(later).await.unwrap().inputs, 4);
+}
+
+#[tokio::test]
 async fn forget_unused_deletes_only_a_new_image_that_no_input_holds() {
     let t = fresh().await;
     let l = &t.ledger;
