@@ -268,6 +268,35 @@ fn a_rejected_file_fixed_before_the_next_run_leaves_the_rejected_list() {
 }
 
 #[test]
+fn a_rejected_file_deleted_before_the_next_run_over_its_folder_leaves_the_rejected_list() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let gone = td.write("inputs/sub/gone.txt", b"notes, not an image");
+    let kept = td.write("inputs/kept.txt", b"still here");
+    let other = td.write("elsewhere/other.txt", b"another folder");
+    td.write("inputs/a.jpg", &image(Format::Jpeg, 78));
+    td.run(
+        &emu,
+        &[&td.inputs(), &td.root().join("elsewhere")],
+        &td.out(),
+        &[],
+    )
+    .expect_code(0);
+    assert_ledger_rejects(&td, &emu, &gone, "skipped");
+
+    std::fs::remove_file(&gone).unwrap();
+    td.run(&emu, &[&td.inputs()], &td.out(), &[]).expect_code(0);
+
+    let rows = td
+        .ledger_cmd(&emu, &["list", "--rejected", "--json"])
+        .expect_code(0)
+        .json_lines();
+    let paths: Vec<&str> = rows.iter().filter_map(|r| r["path"].as_str()).collect();
+    let shown = |p: &Path| p.to_string_lossy().into_owned();
+    assert_eq!(paths, [shown(&other), shown(&kept)], "{rows:?}");
+}
+
+#[test]
 fn a_symlink_pointing_at_itself_in_a_folder_is_skipped_and_the_run_exits_0() {
     let emu = emulator(Knobs::default());
     let td = TestDir::new();

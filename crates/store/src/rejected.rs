@@ -60,6 +60,27 @@ impl Ledger {
         Ok(())
     }
 
+    /// Forgets the rejected files under each of `folders` that `run` did not see again: after
+    /// a complete walk of a folder, they are gone (deleted, moved) or no longer rejected.
+    /// Returns how many were forgotten.
+    pub async fn prune_rejected(&self, run: RunId, folders: &[&Path]) -> Result<u64> {
+        let mut forgotten = 0;
+        for folder in folders {
+            let (low, high) = subtree_range(path_bytes(folder));
+            let done = sqlx::query!(
+                "delete from rejected_inputs where path >= ?1 and path < ?2 and run <> ?3",
+                low,
+                high,
+                run.0
+            )
+            .execute(&self.write)
+            .await
+            .map_err(|e| self.db_err(e))?;
+            forgotten += done.rows_affected();
+        }
+        Ok(forgotten)
+    }
+
     /// Rejected files, optionally of one kind, paged by path.
     pub async fn list_rejected(
         &self,
@@ -110,5 +131,42 @@ impl Ledger {
             run: r.run,
             seen_at: r.seen_at,
         })
+    }
+}
+
+/// The byte range `[low, high)` holding every path strictly inside `folder`: its paths start
+/// with `folder/`, and `0` is the byte after `/`.
+fn subtree_range(folder: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut low = folder.to_vec();
+    if low.last() != Some(&b'/') {
+        low.push(b'/');
+    }
+    let mut high = low.clone();
+    if let Some(last) = high.last_mut() {
+        *last = b'0';
+    }
+    (low, high)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subtree_range;
+
+    #[test]
+    fn a_subtree_range_holds_the_folder_s_paths_and_not_its_siblings() {
+        let (low, high) = subtree_range(b"/in");
+        let inside = |p: &[u8]| low.as_slice() <= p && p < high.as_slice();
+        assert!(inside(b"/in/a.txt"));
+        assert!(inside(b"/in/sub/b.txt"));
+        assert!(!inside(b"/in"));
+        assert!(!inside(b"/in2/a.txt"));
+        assert!(!inside(b"/in.d/a.txt"));
+        assert!(!inside(b"/im/a.txt"));
+    }
+
+    #[test]
+    fn the_root_folder_s_range_holds_every_absolute_path() {
+        let (low, high) = subtree_range(b"/");
+        assert_eq!((low.as_slice(), high.as_slice()), (&b"/"[..], &b"0"[..]));
     }
 }

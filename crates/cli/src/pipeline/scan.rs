@@ -78,6 +78,8 @@ struct Batches {
     write_time: Duration,
     /// Files in the hashing pool.
     hashing: usize,
+    /// The INPUT folders, once the walk has gone through all of them.
+    walked: Vec<PathBuf>,
 }
 
 impl Batches {
@@ -145,6 +147,7 @@ impl Scan {
             }
         }
         Self::written(&mut b).await?;
+        self.prune_rejected(&b.walked).await?;
         tracing::info!(
             "scan: {} inputs recorded ({} hashed) in {:.3} s of ledger writes",
             Counters::get(&self.counters.recorded),
@@ -152,6 +155,22 @@ impl Scan {
             b.write_time.as_secs_f64()
         );
         Ok(b.errors)
+    }
+
+    /// After a complete walk, forgets the rejected files of earlier runs in the INPUT folders
+    /// that this walk did not find again (deleted, moved away).
+    async fn prune_rejected(&self, folders: &[PathBuf]) -> anyhow::Result<()> {
+        if folders.is_empty() {
+            return Ok(());
+        }
+        let folders: Vec<&Path> = folders.iter().map(PathBuf::as_path).collect();
+        let forgotten = retry_busy(|| self.ledger.prune_rejected(self.run, &folders))
+            .await
+            .context("forgetting rejected files that are gone")?;
+        if forgotten > 0 {
+            tracing::info!("{forgotten} files recorded as not used are gone; forgotten");
+        }
+        Ok(())
     }
 
     fn take(&self, ev: WalkEvent, found: &mut Vec<Found>, b: &mut Batches) {
@@ -162,6 +181,7 @@ impl Scan {
             }
             WalkEvent::Skipped { path, reason } => self.skipped(b, path, reason),
             WalkEvent::Error { path, reason } => self.input_error(b, path, reason),
+            WalkEvent::Walked { folders } => b.walked = folders,
         }
     }
 
@@ -355,10 +375,10 @@ impl Scan {
 }
 
 /// Runs a ledger write, retrying a few times while another process holds the lock.
-async fn retry_busy<F, Fut>(mut write: F) -> Result<(), eraser_store::Error>
+async fn retry_busy<T, F, Fut>(mut write: F) -> Result<T, eraser_store::Error>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), eraser_store::Error>>,
+    Fut: std::future::Future<Output = Result<T, eraser_store::Error>>,
 {
     let mut attempt = 0;
     loop {

@@ -45,6 +45,10 @@ pub enum WalkEvent {
         path: PathBuf,
         reason: String,
     },
+    /// The last event of a complete walk: the folders given as INPUTs, all walked through.
+    Walked {
+        folders: Vec<PathBuf>,
+    },
 }
 
 /// Starts the walk on its own threads; events arrive on the returned channel, which closes
@@ -62,9 +66,13 @@ pub fn start(
             let out_id = dir_id(&out);
             let walker = Walker::new(tx.clone(), out_id, follow);
             let workers = walker.spawn_workers(threads.max(1));
+            let mut folders = Vec::new();
             match source {
                 InputSource::Paths(paths) => {
                     for root in covering_roots(&paths, &tx) {
+                        if let Root::Dir { path } = &root {
+                            folders.push(path.clone());
+                        }
                         walker.add_root(root);
                     }
                 }
@@ -74,8 +82,12 @@ pub fn start(
             if workers.is_empty() {
                 walker.work();
             }
+            let mut complete = true;
             for w in workers {
-                let _ = w.join();
+                complete &= w.join().is_ok();
+            }
+            if complete {
+                let _ = tx.blocking_send(WalkEvent::Walked { folders });
             }
         })
         .map(drop)

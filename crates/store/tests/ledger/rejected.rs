@@ -120,3 +120,52 @@ async fn rejected_paths_keep_bytes_that_are_not_utf8() {
     let rows = l.list_rejected(None, None, 10).await.unwrap();
     assert_eq!(rows[0].path, odd);
 }
+
+#[tokio::test]
+async fn pruning_a_walked_folder_forgets_only_its_files_the_run_did_not_see_again() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    let first = l.begin_run("first", Path::new("/out")).await.unwrap();
+    l.record_rejected(
+        first,
+        &[
+            rejection("/in/gone.txt", RejectKind::Skipped, "not an image"),
+            rejection("/in/sub/gone.jpg", RejectKind::Error, "empty file"),
+            rejection("/in/still.txt", RejectKind::Skipped, "not an image"),
+            rejection("/in2/elsewhere.txt", RejectKind::Skipped, "not an image"),
+        ],
+    )
+    .await
+    .unwrap();
+    let second = l.begin_run("second", Path::new("/out")).await.unwrap();
+    l.record_rejected(
+        second,
+        &[rejection(
+            "/in/still.txt",
+            RejectKind::Skipped,
+            "not an image",
+        )],
+    )
+    .await
+    .unwrap();
+
+    let forgotten = l.prune_rejected(second, &[Path::new("/in")]).await.unwrap();
+
+    assert_eq!(forgotten, 2);
+    let left: Vec<PathBuf> = l
+        .list_rejected(None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        left,
+        [
+            PathBuf::from("/in/still.txt"),
+            PathBuf::from("/in2/elsewhere.txt")
+        ]
+    );
+    let counts = l.input_counts().await.unwrap();
+    assert_eq!((counts.skipped, counts.rejected), (2, 0));
+}
