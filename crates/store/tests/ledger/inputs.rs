@@ -418,6 +418,21 @@ async fn a_finished_run_forgets_its_membership() {
 }
 
 #[tokio::test]
+async fn a_finished_run_of_many_inputs_forgets_all_its_membership_slice_by_slice() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
+    let other = t.ledger.begin_run("b", Path::new("/out")).await.unwrap();
+    record(&t.ledger, run, 0, 45_000).await;
+    record(&t.ledger, other, 0, 10).await;
+
+    t.ledger.finish_run(run, "complete", "{}").await.unwrap();
+
+    assert_eq!(t.ledger.run_progress(run).await.unwrap().inputs, 0);
+    assert_eq!(t.ledger.run_progress(other).await.unwrap().inputs, 10);
+    assert_eq!(t.ledger.input_counts().await.unwrap().total, 45_000);
+}
+
+#[tokio::test]
 async fn a_finished_run_leaves_the_membership_of_earlier_and_later_live_runs() {
     let t = fresh().await;
     let earlier = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
