@@ -35,6 +35,37 @@ impl Ledger {
             .map_err(|e| self.db_err(e))
     }
 
+    /// The service's processing time per image (seconds) learned by the last run that saw
+    /// jobs finish, so the next run's first looks start from it instead of a guess.
+    pub async fn processing_estimate(&self) -> Result<Option<f64>> {
+        let value = sqlx::query_scalar!("select value from meta where key = 'processing_seconds'")
+            .fetch_optional(&self.read)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        // A value that does not parse is only a lost hint: the run starts from its guess.
+        Ok(value
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0))
+    }
+
+    /// Records the processing time per image learned by a run (see
+    /// [`Ledger::processing_estimate`]).
+    pub async fn set_processing_estimate(&self, seconds: f64) -> Result<()> {
+        if !seconds.is_finite() || seconds < 0.0 {
+            return Err(self.invalid(format!("processing estimate {seconds} s")));
+        }
+        let value = format!("{seconds:.3}");
+        sqlx::query!(
+            "insert into meta (key, value) values ('processing_seconds', ?1)
+             on conflict (key) do update set value = excluded.value",
+            value
+        )
+        .execute(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
     /// Registers a run of this process (host name and pid recorded by the store).
     pub async fn begin_run(&self, command: &str, out_root: &Path) -> Result<RunId> {
         let host = this_host();

@@ -172,6 +172,15 @@ pub async fn run(
         recorded: Arc::clone(&recorded),
     };
     let mut scan_task = tokio::spawn(scan.run());
+    // Start from what earlier runs learned of the service's time; a lost hint is only a guess.
+    let eta = match ledger.processing_estimate().await {
+        Ok(Some(seconds)) => poll::Eta::starting_at(seconds),
+        Ok(None) => poll::Eta::default(),
+        Err(e) => {
+            tracing::debug!("no processing estimate from the ledger: {e}");
+            poll::Eta::default()
+        }
+    };
 
     let mut coordinator = Coordinator {
         started,
@@ -188,7 +197,7 @@ pub async fn run(
         jobs: HashMap::new(),
         uploading: HashMap::new(),
         schedule: poll::Schedule::default(),
-        eta: poll::Eta::default(),
+        eta,
         streak: None,
         end: None,
         run_failures: BTreeMap::new(),
@@ -297,6 +306,12 @@ pub async fn run(
         coordinator.final_pass().await?
     };
     progress.finish().await;
+    if let Some(seconds) = coordinator.eta.overall()
+        && !opts.dry_run
+        && let Err(e) = ledger.set_processing_estimate(seconds).await
+    {
+        tracing::debug!("could not keep the processing estimate: {e}");
+    }
     heartbeat.abort();
 
     let p = ledger.run_progress(run).await?;

@@ -30,6 +30,19 @@ pub struct Eta {
 }
 
 impl Eta {
+    /// An estimate that starts from `seconds` (learned by an earlier run) instead of the guess.
+    pub fn starting_at(seconds: f64) -> Self {
+        Eta {
+            overall: Some(seconds),
+            by_class: Vec::new(),
+        }
+    }
+
+    /// The overall estimate in seconds, once any job has been seen to finish (or one was given).
+    pub fn overall(&self) -> Option<f64> {
+        self.overall
+    }
+
     fn class(size: u64) -> usize {
         ((64 - size.max(1).leading_zeros()) / 2) as usize
     }
@@ -194,6 +207,14 @@ mod tests {
         let before = eta.expect(1000);
         eta.learn(1000, Duration::from_millis(300), Duration::from_millis(900));
         assert!(eta.expect(1000) > before);
+    }
+
+    #[test]
+    fn an_estimate_carried_over_from_an_earlier_run_replaces_the_guess() {
+        let eta = Eta::starting_at(7.5);
+        assert_eq!(eta.expect(1000), Duration::from_secs_f64(7.5));
+        assert_eq!(eta.overall(), Some(7.5));
+        assert_eq!(Eta::default().overall(), None);
     }
 
     #[test]

@@ -257,3 +257,22 @@ async fn a_lock_held_past_the_busy_timeout_is_a_retryable_busy_error_naming_the_
     impatient.heartbeat(run).await.unwrap();
     close(holder).await;
 }
+
+#[tokio::test]
+async fn the_processing_estimate_is_kept_for_the_next_run_and_a_bad_value_is_ignored() {
+    let t = fresh().await;
+    assert_eq!(t.ledger.processing_estimate().await.unwrap(), None);
+
+    t.ledger.set_processing_estimate(7.25).await.unwrap();
+    t.ledger.set_processing_estimate(8.5).await.unwrap();
+    assert_eq!(t.ledger.processing_estimate().await.unwrap(), Some(8.5));
+    assert!(t.ledger.set_processing_estimate(f64::NAN).await.is_err());
+
+    let mut conn = sql(&t.path).await;
+    sqlx::query("update meta set value = 'soon' where key = 'processing_seconds'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    close(conn).await;
+    assert_eq!(t.ledger.processing_estimate().await.unwrap(), None);
+}
