@@ -45,6 +45,24 @@ impl SmallBatch {
 }
 
 #[test]
+fn status_shows_the_service_time_learned_by_a_run_and_none_before() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    write_unique(&td, "u", 60, 3, &mut expected);
+    td.run(&emu, &[&td.inputs()], &td.out(), &["--dry-run"])
+        .expect_code(0);
+    assert!(td.status(&emu)["processing_seconds"].is_null());
+
+    td.run(&emu, &[&td.inputs()], &td.out(), &[]).expect_code(0);
+
+    let learned = td.status(&emu)["processing_seconds"].as_f64();
+    assert!(learned.is_some_and(|s| s >= 0.0), "{learned:?}");
+    let human = td.ledger_cmd(&emu, &["status"]).expect_code(0).stdout;
+    assert!(human.contains("s per image"), "{human}");
+}
+
+#[test]
 fn status_json_counts_images_and_inputs() {
     let b = SmallBatch::done();
 

@@ -94,6 +94,8 @@ struct StatusReport {
     oldest_in_flight: Option<OldestJob>,
     credits: CreditsUsed,
     failures: Vec<FailureGroup>,
+    /// The service's processing time per image learned by the last run, in seconds.
+    processing_seconds: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -125,6 +127,7 @@ async fn status(ledger: &Ledger, json: bool, out: &mut impl Write) -> anyhow::Re
         oldest_in_flight: oldest,
         credits: ledger.credits_used().await?,
         failures: ledger.failure_groups().await?,
+        processing_seconds: ledger.processing_estimate().await?,
     };
     let text = if json {
         let mut line = serde_json::to_string(&report).context("encoding the status")?;
@@ -174,6 +177,12 @@ fn render_status(r: &StatusReport) -> String {
             None => format!("{} jobs", r.in_flight),
         },
     );
+    if let Some(seconds) = r.processing_seconds {
+        row(
+            "service",
+            format!("about {seconds:.1} s per image (learned by the last run)"),
+        );
+    }
     row(
         "credits",
         format!(
@@ -1220,8 +1229,11 @@ mod tests {
             oldest_in_flight: None,
             credits: CreditsUsed::default(),
             failures: vec![],
+            processing_seconds: Some(1.5),
         };
         let v: serde_json::Value = serde_json::to_value(&report).expect("json");
+        assert_eq!(v["processing_seconds"], 1.5);
+        assert!(render_status(&report).contains("about 1.5 s per image"));
         for key in ["total", "new", "uploading", "processing", "done", "failed"] {
             assert!(v["images"][key].is_u64(), "images.{key}");
         }
