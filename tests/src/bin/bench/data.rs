@@ -166,7 +166,8 @@ commit;
 /// Time `sqlite3` alone takes for the per-file ledger work of a rescan of every input of a
 /// ledger filled by [`ledger_insert_floor`] (all unchanged): one lookup by path with size and
 /// mtime compared, then in one transaction the last-seen update, run membership and plan
-/// check of a new run (id 2).
+/// check of a new run (id 2), and at the run's end its images counted by status and its
+/// membership cleared.
 pub fn ledger_rescan_floor(ledger: &Path) -> BenchResult<Duration> {
     let script = "pragma synchronous = normal;
 pragma cache_size = -16384;
@@ -185,6 +186,11 @@ insert into placements (path, out_root, planned, written, updated_at)
 select path, cast('/floor/clean' as blob), path, null, '2026-01-02T00:00:00.000000Z' from seq
 where true on conflict do nothing;
 commit;
+select status, count(*) from images
+where id in (select p.image_id from run_inputs as ri join inputs as p on p.path = ri.path
+             where ri.run = 2)
+group by status;
+delete from run_inputs where run = 2;
 ";
     sqlite_timed(ledger, script).map_err(|e| format!("sqlite3 rescan floor: {e}").into())
 }
