@@ -432,6 +432,8 @@ struct Job {
     submitted: Instant,
     /// Submitted by this run (so the first poll waits for the estimate).
     ours: bool,
+    /// The processing-time estimate its first look was scheduled from.
+    expected: Duration,
     polls: u32,
     last_in_progress: Option<Duration>,
     busy: bool,
@@ -640,6 +642,7 @@ impl Coordinator {
                     size: row.size,
                     submitted,
                     ours: false,
+                    expected: Duration::ZERO,
                     polls: 0,
                     last_in_progress: None,
                     busy: false,
@@ -706,6 +709,7 @@ impl Coordinator {
                         size: claim.size,
                         submitted: Instant::now(),
                         ours: true,
+                        expected,
                         polls: 0,
                         last_in_progress: None,
                         busy: false,
@@ -862,7 +866,8 @@ impl Coordinator {
             Ok(JobState::Done(done)) => {
                 if job.ours {
                     let lower = job.last_in_progress.unwrap_or_default();
-                    self.eta.learn(job.size, lower, asked.max(lower));
+                    self.eta
+                        .learn(job.size, lower, asked.max(lower), job.expected);
                 }
                 self.limiter.completed();
                 job.busy = true;

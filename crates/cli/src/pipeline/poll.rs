@@ -18,15 +18,22 @@ const MAX_INTERVAL: Duration = Duration::from_secs(5);
 const MARGIN: Duration = Duration::from_millis(40);
 /// How far below its first look a job found done there pulls the estimate. Early looks push it
 /// back up by about 2 % each (their sample is the middle of the interval that saw the job
-/// finish), so 3 % down keeps about seven first looks in ten finding the job done, while a
-/// service that gets faster is still followed (about 1 % per finished job).
+/// finish), so 3 % down keeps about seven first looks in ten finding the job done.
 const DONE_AT_FIRST_LOOK: f64 = 0.97;
+/// Jobs found done at their first look in a row over which that pull compounds once more: a
+/// service much faster than the estimate (never an early look) is followed within a few waves
+/// of jobs, while a steady one (an early look every few jobs) keeps the gentle pull.
+const STREAK_STEP: f64 = 32.0;
+/// The strongest pull, however long the streak.
+const MAX_PULL: f64 = 0.5;
 
 /// Running estimate of processing time, overall and per size class (powers of 4 bytes).
 #[derive(Debug, Default)]
 pub struct Eta {
     overall: Option<f64>,
     by_class: Vec<Option<f64>>,
+    /// Jobs found done at their first look since the last early look.
+    streak: u32,
 }
 
 impl Eta {
@@ -35,6 +42,7 @@ impl Eta {
         Eta {
             overall: Some(seconds),
             by_class: Vec::new(),
+            streak: 0,
         }
     }
 
@@ -60,14 +68,24 @@ impl Eta {
     }
 
     /// A job of `size` finished somewhere between `lower` and `upper` after it was submitted
-    /// (`lower` zero: done at the first look, asked `upper` after its submission).
-    pub fn learn(&mut self, size: u64, lower: Duration, upper: Duration) {
+    /// (`lower` zero: done at the first look, asked `upper` after its submission, a look
+    /// scheduled from the estimate `expected`).
+    pub fn learn(&mut self, size: u64, lower: Duration, upper: Duration, expected: Duration) {
         let sample = if lower.is_zero() {
             // Done at the first look: it may have finished well before. Nudge the estimate
             // below the look, margin taken off (with it, the estimate could never fall below
-            // ten margins, however fast the service); a look that comes too early pushes back.
-            upper.saturating_sub(MARGIN).as_secs_f64() * DONE_AT_FIRST_LOOK
+            // ten margins, however fast the service), and no higher than the estimate the look
+            // was scheduled from: a look sent late (a busy machine) must not hold the estimate
+            // up, or a fast service is waited for at some multiple of that lateness. A look
+            // that comes too early pushes back.
+            let looked = upper.saturating_sub(MARGIN).min(expected);
+            let pull = DONE_AT_FIRST_LOOK
+                .powf(1.0 + f64::from(self.streak) / STREAK_STEP)
+                .max(MAX_PULL);
+            self.streak = self.streak.saturating_add(1);
+            looked.as_secs_f64() * pull
         } else {
+            self.streak = 0;
             (lower.as_secs_f64() + upper.as_secs_f64()) / 2.0
         };
         let blend = |old: Option<f64>| Some(old.map_or(sample, |o| o * 0.7 + sample * 0.3));
@@ -134,6 +152,7 @@ mod tests {
                 1000,
                 Duration::from_millis(2900),
                 Duration::from_millis(3100),
+                Duration::ZERO,
             );
         }
         let e = eta.expect(1000).as_secs_f64();
@@ -141,15 +160,18 @@ mod tests {
     }
 
     #[test]
-    fn jobs_always_done_at_the_first_look_drive_the_estimate_toward_zero() {
+    fn jobs_always_done_at_the_first_look_drive_the_estimate_toward_zero_even_when_looks_run_late()
+    {
         let mut eta = Eta::default();
         for _ in 0..1000 {
-            let looked = first_delay(eta.expect(1000)) + Duration::from_millis(1);
-            eta.learn(1000, Duration::ZERO, looked);
+            // Every look goes out 20 ms after it was due, as on a busy machine.
+            let expected = eta.expect(1000);
+            let looked = first_delay(expected) + Duration::from_millis(20);
+            eta.learn(1000, Duration::ZERO, looked, expected);
         }
-        // Far below ten margins (the floor a look's own margin would otherwise set).
+        // Far below ten margins, and not held at some multiple of the lateness.
         let e = eta.expect(1000);
-        assert!(e < Duration::from_millis(60), "{e:?}");
+        assert!(e < Duration::from_millis(5), "{e:?}");
     }
 
     /// `jobs` jobs of a service taking `secs` ± 5 %, each looked at as the pipeline does:
@@ -163,7 +185,7 @@ mod tests {
             let mut looked = first_delay(expected);
             if looked >= takes {
                 done_first += 1;
-                eta.learn(1000, Duration::ZERO, looked);
+                eta.learn(1000, Duration::ZERO, looked, expected);
                 continue;
             }
             let mut polls = 1;
@@ -172,7 +194,7 @@ mod tests {
                 looked += next_interval(expected, polls);
                 polls += 1;
                 if looked >= takes {
-                    eta.learn(1000, before, looked);
+                    eta.learn(1000, before, looked, expected);
                     break;
                 }
             }
@@ -201,11 +223,35 @@ mod tests {
     }
 
     #[test]
+    fn a_wave_of_jobs_done_at_their_first_look_lowers_the_estimate_once_not_once_per_job() {
+        let mut eta = Eta::starting_at(1.0);
+        let expected = eta.expect(1000);
+        for _ in 0..32 {
+            let looked = first_delay(expected) + Duration::from_millis(5);
+            eta.learn(1000, Duration::ZERO, looked, expected);
+        }
+        // Each job pulls from the estimate its own look was scheduled from: about one pull
+        // for the wave, not 32 compounded (which would leave 0.75 s).
+        let e = eta.expect(1000);
+        assert!(e >= Duration::from_millis(880), "{e:?}");
+    }
+
+    #[test]
     fn a_look_that_comes_too_early_raises_the_estimate() {
         let mut eta = Eta::default();
-        eta.learn(1000, Duration::ZERO, Duration::from_millis(300));
+        eta.learn(
+            1000,
+            Duration::ZERO,
+            Duration::from_millis(300),
+            Duration::from_secs(1),
+        );
         let before = eta.expect(1000);
-        eta.learn(1000, Duration::from_millis(300), Duration::from_millis(900));
+        eta.learn(
+            1000,
+            Duration::from_millis(300),
+            Duration::from_millis(900),
+            Duration::from_secs(1),
+        );
         assert!(eta.expect(1000) > before);
     }
 
@@ -220,7 +266,12 @@ mod tests {
     #[test]
     fn unknown_size_class_uses_the_overall_estimate() {
         let mut eta = Eta::default();
-        eta.learn(1000, Duration::from_secs(2), Duration::from_secs(2));
+        eta.learn(
+            1000,
+            Duration::from_secs(2),
+            Duration::from_secs(2),
+            Duration::from_secs(2),
+        );
         assert_eq!(eta.expect(10_000_000), eta.expect(1000));
     }
 
