@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use reqwest::header::{LOCATION, RETRY_AFTER};
 
 use sha2::{Digest, Sha256};
-use tokio::fs::{File, OpenOptions};
+use tokio::fs::File;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use url::Url;
 
@@ -163,15 +163,13 @@ impl Client {
                 drop(file);
                 temp.persist(&target.dest).await?;
                 if target.sync_dir {
-                    sync_dir(&target.dir).await.map_err(|source| {
-                        // The rename may not survive a crash: take the file back rather than
-                        // claim success.
-                        let _ = std::fs::remove_file(&target.dest);
-                        Error::Io {
+                    let owned = target.clone();
+                    tokio::task::spawn_blocking(move || sync_renamed(&owned))
+                        .await
+                        .map_err(|e| Error::Io {
                             path: target.dir.clone(),
-                            source,
-                        }
-                    })?;
+                            source: std::io::Error::other(e),
+                        })??;
                 }
             }
             None => {
@@ -264,33 +262,18 @@ struct TempFile {
 
 impl TempFile {
     async fn create(target: &Target) -> Result<Self> {
-        let mut attempts = 0;
-        loop {
-            let path = target.temp_path();
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .await
-            {
-                Ok(file) => {
-                    return Ok(Self {
-                        path,
-                        file: Some(file),
-                        persisted: false,
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 8 => {
-                    attempts += 1
-                }
-                Err(source) => {
-                    return Err(Error::Io {
-                        path: target.dest.clone(),
-                        source,
-                    });
-                }
-            }
-        }
+        let owned = target.clone();
+        let (path, file) = tokio::task::spawn_blocking(move || open_temp(&owned))
+            .await
+            .map_err(|e| Error::Io {
+                path: target.dest.clone(),
+                source: std::io::Error::other(e),
+            })??;
+        Ok(Self {
+            path,
+            file: Some(File::from_std(file)),
+            persisted: false,
+        })
     }
 
     /// The open file, handed out once.
@@ -321,30 +304,36 @@ impl Drop for TempFile {
     }
 }
 
-/// Writes `bytes` to a temp file beside `target.dest`, fsyncs it and renames it onto the
-/// destination (folder fsynced when the target asks), all on the calling (blocking) thread.
-/// On failure nothing is left behind and the destination is untouched.
-fn write_whole(target: &Target, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    let io_err = |path: &Path, source| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
+/// Creates a new temp file beside `target.dest` (a fresh random name when one is taken).
+fn open_temp(target: &Target) -> Result<(PathBuf, std::fs::File)> {
     let mut attempts = 0;
-    let (temp, mut file) = loop {
+    loop {
         let path = target.temp_path();
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
         {
-            Ok(file) => break (path, file),
+            Ok(file) => return Ok((path, file)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 8 => {
                 attempts += 1
             }
-            Err(source) => return Err(io_err(&target.dest, source)),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: target.dest.clone(),
+                    source,
+                });
+            }
         }
-    };
+    }
+}
+
+/// Writes `bytes` to a temp file beside `target.dest`, fsyncs it and renames it onto the
+/// destination (folder fsynced when the target asks), all on the calling (blocking) thread.
+/// On failure nothing is left behind and the destination is untouched.
+fn write_whole(target: &Target, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let (temp, mut file) = open_temp(target)?;
     let written = file
         .write_all(bytes)
         .and_then(|()| file.sync_all())
@@ -354,24 +343,34 @@ fn write_whole(target: &Target, bytes: &[u8]) -> Result<()> {
         });
     if let Err(source) = written {
         let _ = std::fs::remove_file(&temp);
-        return Err(io_err(&target.dest, source));
+        return Err(Error::Io {
+            path: target.dest.clone(),
+            source,
+        });
     }
-    if target.sync_dir && cfg!(unix) {
-        let synced = std::fs::File::open(&target.dir).and_then(|d| d.sync_all());
-        if let Err(source) = synced {
-            // The rename may not survive a crash: take the file back rather than claim success.
-            let _ = std::fs::remove_file(&target.dest);
-            return Err(io_err(&target.dir, source));
-        }
+    if target.sync_dir {
+        sync_renamed(target)?;
     }
     Ok(())
 }
 
+/// Makes the rename onto `target.dest` durable; when that fails the file is taken back rather
+/// than success claimed (the rename may not survive a crash).
+fn sync_renamed(target: &Target) -> Result<()> {
+    sync_dir(&target.dir).map_err(|source| {
+        let _ = std::fs::remove_file(&target.dest);
+        Error::Io {
+            path: target.dir.clone(),
+            source,
+        }
+    })
+}
+
 /// Makes a rename in `dir` durable. Folders cannot be opened for syncing on some platforms;
 /// there the rename is as durable as the OS makes it.
-async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
     if cfg!(unix) {
-        File::open(dir).await?.sync_all().await
+        std::fs::File::open(dir)?.sync_all()
     } else {
         Ok(())
     }

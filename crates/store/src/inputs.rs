@@ -93,83 +93,10 @@ impl Ledger {
             .collect();
         let now = now_text();
         let mut tx = self.begin_write().await?;
-        self.write_inputs(&mut tx, run, &rows, &now)
+        write_inputs(&mut tx, run, &rows, &now)
             .await
             .map_err(|e| self.db_err(e))?;
         tx.commit().await.map_err(|e| self.db_err(e))
-    }
-
-    /// The statements of [`Ledger::record_inputs`], inside its transaction.
-    async fn write_inputs(
-        &self,
-        tx: &mut SqliteConnection,
-        run: RunId,
-        rows: &[BatchRow<'_>],
-        now: &str,
-    ) -> sqlx::Result<()> {
-        fill_scan_batch(&mut *tx, rows).await?;
-        // A first scan's batches hold only new paths: then the two statements that handle
-        // paths already in the ledger (each probing the sha256 index per row) are skipped.
-        let any_known = sqlx::query_scalar!(
-            r#"select exists (
-                   select 1 from scan_batch as b join inputs as p on p.path = b.path
-               ) as "any!: bool""#
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        if any_known {
-            // Content changed: outputs written for the old content, in any OUT, are not this
-            // input's.
-            sqlx::query!(
-                "update placements set written = null, updated_at = ?1
-                 from scan_batch as b
-                 join inputs as p on p.path = b.path
-                 join images as i on i.id = p.image_id
-                 where placements.path = p.path and i.sha256 <> b.sha256
-                   and placements.written is not null",
-                now
-            )
-            .execute(&mut *tx)
-            .await?;
-            // Unchanged content: touch no indexed column, so no index entry moves.
-            sqlx::query!(
-                "update inputs set size = b.size, mtime_ns = b.mtime_ns, last_run = ?1, last_seen = ?2
-                 from scan_batch as b join images as i on i.sha256 = b.sha256
-                 where inputs.path = b.path and inputs.image_id = i.id",
-                run.0,
-                now
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-        // `where true` tells the parser the `on conflict` belongs to the insert, not the select.
-        sqlx::query!(
-            "insert into images (sha256, size, format, status, created_at, updated_at)
-             select b.sha256, b.size, b.format, 'new', ?1, ?1
-             from scan_batch as b where true
-             on conflict (sha256) do nothing",
-            now
-        )
-        .execute(&mut *tx)
-        .await?;
-        // New paths, and paths whose content changed (their old output belongs to the old content).
-        sqlx::query!(
-            "insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
-             select b.path, b.size, b.mtime_ns, i.id, ?1, ?2
-             from scan_batch as b join images as i on i.sha256 = b.sha256 where true
-             on conflict (path) do update set
-                 size = excluded.size,
-                 mtime_ns = excluded.mtime_ns,
-                 image_id = excluded.image_id,
-                 last_run = excluded.last_run,
-                 last_seen = excluded.last_seen
-             where inputs.image_id <> excluded.image_id",
-            run.0,
-            now
-        )
-        .execute(&mut *tx)
-        .await?;
-        record_membership(tx, run, now).await
     }
 
     /// Records that `run` saw these inputs unchanged (same path, size and mtime as the ledger
@@ -282,6 +209,78 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// The statements of [`Ledger::record_inputs`], inside its transaction.
+async fn write_inputs(
+    tx: &mut SqliteConnection,
+    run: RunId,
+    rows: &[BatchRow<'_>],
+    now: &str,
+) -> sqlx::Result<()> {
+    fill_scan_batch(&mut *tx, rows).await?;
+    // A first scan's batches hold only new paths: then the two statements that handle
+    // paths already in the ledger (each probing the sha256 index per row) are skipped.
+    let any_known = sqlx::query_scalar!(
+        r#"select exists (
+               select 1 from scan_batch as b join inputs as p on p.path = b.path
+           ) as "any!: bool""#
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if any_known {
+        // Content changed: outputs written for the old content, in any OUT, are not this
+        // input's.
+        sqlx::query!(
+            "update placements set written = null, updated_at = ?1
+             from scan_batch as b
+             join inputs as p on p.path = b.path
+             join images as i on i.id = p.image_id
+             where placements.path = p.path and i.sha256 <> b.sha256
+               and placements.written is not null",
+            now
+        )
+        .execute(&mut *tx)
+        .await?;
+        // Unchanged content: touch no indexed column, so no index entry moves.
+        sqlx::query!(
+            "update inputs set size = b.size, mtime_ns = b.mtime_ns, last_run = ?1, last_seen = ?2
+             from scan_batch as b join images as i on i.sha256 = b.sha256
+             where inputs.path = b.path and inputs.image_id = i.id",
+            run.0,
+            now
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    // `where true` tells the parser the `on conflict` belongs to the insert, not the select.
+    sqlx::query!(
+        "insert into images (sha256, size, format, status, created_at, updated_at)
+         select b.sha256, b.size, b.format, 'new', ?1, ?1
+         from scan_batch as b where true
+         on conflict (sha256) do nothing",
+        now
+    )
+    .execute(&mut *tx)
+    .await?;
+    // New paths, and paths whose content changed (their old output belongs to the old content).
+    sqlx::query!(
+        "insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
+         select b.path, b.size, b.mtime_ns, i.id, ?1, ?2
+         from scan_batch as b join images as i on i.sha256 = b.sha256 where true
+         on conflict (path) do update set
+             size = excluded.size,
+             mtime_ns = excluded.mtime_ns,
+             image_id = excluded.image_id,
+             last_run = excluded.last_run,
+             last_seen = excluded.last_seen
+         where inputs.image_id <> excluded.image_id",
+        run.0,
+        now
+    )
+    .execute(&mut *tx)
+    .await?;
+    record_membership(tx, run, now).await
 }
 
 /// Fills the scratch table with `rows`, in chunks of bound multi-row inserts. sqlx has no array
