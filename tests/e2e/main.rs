@@ -31,6 +31,8 @@ mod kill;
 mod ledger_cmd;
 /// Systemic refusal: exit 3 naming the cause, few requests, untried images stay `new`.
 mod refusal;
+/// Rescans: unchanged files cost no ledger write; deleted, spoiled and returning files are seen.
+mod rescan;
 /// Reruns: nothing uploaded or downloaded again; deleted outputs come back without uploads.
 mod resume;
 /// Output layout: mirrored paths, shared stems, file inputs.

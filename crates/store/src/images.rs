@@ -32,7 +32,8 @@ impl Ledger {
             .await
     }
 
-    /// Moves up to `n` `new` images that have an input seen by `run` to `uploading`, held by `run`.
+    /// Moves up to `n` `new` images that have an input of `run` (see `walks.rs`) to `uploading`,
+    /// held by `run`.
     ///
     /// One `begin immediate` transaction picks and claims, so two processes claiming at once
     /// never get the same image. Images are taken oldest first (in the order they were recorded).
@@ -46,13 +47,20 @@ impl Ledger {
         let picked = sqlx::query!(
             r#"select i.id, i.sha256, i.size, i.format, i.attempts,
                       (select min(p.path) from inputs as p indexed by inputs_image
-                       join run_inputs as ri on ri.run = ?1 and ri.path = p.path
-                       where p.image_id = i.id) as "source_path!: Vec<u8>"
+                       where p.image_id = i.id
+                         and (exists (select 1 from run_inputs as ri where ri.run = ?1 and ri.path = p.path)
+                              or p.missing is null
+                                 and exists (select 1 from run_roots as w
+                                             where w.run = ?1 and p.path > w.lo and p.path < w.hi)))
+                      as "source_path!: Vec<u8>"
                from images as i
                where i.status = 'new'
                  and exists (select 1 from inputs as p indexed by inputs_image
-                             join run_inputs as ri on ri.run = ?1 and ri.path = p.path
-                             where p.image_id = i.id)
+                             where p.image_id = i.id
+                               and (exists (select 1 from run_inputs as ri where ri.run = ?1 and ri.path = p.path)
+                                    or p.missing is null
+                                       and exists (select 1 from run_roots as w
+                                                   where w.run = ?1 and p.path > w.lo and p.path < w.hi)))
                order by i.id
                limit ?2"#,
             run.0,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::ledger::{now_text, path_bytes, path_from_bytes, to_i64};
-use crate::{Error, InputRecord, Ledger, Result, RunId, SeenInput};
+use crate::{Error, InputId, InputRecord, Ledger, Lookup, Result, RunId, SeenInput};
 
 /// Rows bound per statement when filling `scan_batch` (6 parameters each, far below SQLite's
 /// limit of 32,766); the statement of a full chunk is prepared once and reused.
@@ -31,13 +31,17 @@ struct BatchRow<'a> {
 }
 
 impl Ledger {
-    /// For each file (path, size, mtime in ns), whether the ledger holds that path with that
-    /// size and mtime: the rescan's question, answered in one query that returns only the
-    /// positions of the unchanged files.
-    pub async fn unchanged_inputs(&self, files: &[(&Path, u64, i64)]) -> Result<Vec<bool>> {
-        let mut unchanged = vec![false; files.len()];
+    /// For each file (path, size, mtime in ns), what the ledger holds of it (see [`Lookup`]):
+    /// the rescan's question, answered in one query that returns only the files the ledger
+    /// holds with that size and mtime. `run` names the OUT whose plans count.
+    pub async fn look_up_inputs(
+        &self,
+        run: RunId,
+        files: &[(&Path, u64, i64)],
+    ) -> Result<Vec<Lookup>> {
+        let mut found = vec![Lookup::Changed; files.len()];
         if files.is_empty() {
-            return Ok(unchanged);
+            return Ok(found);
         }
         let rows: Vec<(usize, String, i64, i64)> = files
             .iter()
@@ -47,27 +51,39 @@ impl Ledger {
             })
             .collect();
         let json = serde_json::to_string(&rows).map_err(|e| self.invalid(e))?;
-        // One row holding every position: sqlx hands rows over one at a time, which cost more
+        // One row holding every answer: sqlx hands rows over one at a time, which cost more
         // than the lookups themselves.
-        let positions = sqlx::query_scalar!(
-            r#"select json_group_array(j.value ->> 0) as "positions!: String"
+        let answers = sqlx::query_scalar!(
+            r#"select json_group_array(json_array(
+                   j.value ->> 0,
+                   p.rowid,
+                   p.missing is null and exists (
+                       select 1 from placements as pl
+                       where pl.path = p.path
+                         and pl.out_root = (select r.out_root from runs as r where r.id = ?2)))
+               ) as "answers!: String"
                from json_each(?1) as j
                join inputs as p on p.path = unhex(j.value ->> 1)
                where p.size = j.value ->> 2 and p.mtime_ns = j.value ->> 3"#,
-            json
+            json,
+            run.0
         )
         .fetch_one(&self.read)
         .await
         .map_err(|e| self.db_err(e))?;
-        let positions: Vec<usize> =
-            serde_json::from_str(&positions).map_err(|e| self.invalid(e))?;
-        for idx in positions {
-            let slot = unchanged
+        let answers: Vec<(usize, i64, u8)> =
+            serde_json::from_str(&answers).map_err(|e| self.invalid(e))?;
+        for (idx, id, current) in answers {
+            let slot = found
                 .get_mut(idx)
                 .ok_or_else(|| self.invalid(format!("lookup answered for position {idx}")))?;
-            *slot = true;
+            *slot = if current == 1 {
+                Lookup::Current(InputId(id))
+            } else {
+                Lookup::Unchanged
+            };
         }
-        Ok(unchanged)
+        Ok(found)
     }
 
     /// Records a batch of inputs seen by `run` in one transaction: upserts each input
@@ -100,8 +116,10 @@ impl Ledger {
     }
 
     /// Records that `run` saw these inputs unchanged (same path, size and mtime as the ledger
-    /// holds): `last_run`, run membership and a plan in the run's OUT when it has none. A few
-    /// statements per batch, none touching the images or their sha256 index (the rescan path).
+    /// holds) where [`Lookup::Current`] would not do (named inputs, inputs a walk had missed,
+    /// inputs not yet planned in the run's OUT): `last_run`, run membership and a plan in the
+    /// run's OUT when it has none. A few statements per batch, none touching the images or
+    /// their sha256 index.
     pub async fn record_unchanged(&self, run: RunId, batch: &[SeenInput]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -122,7 +140,7 @@ impl Ledger {
         let written = async {
             fill_scan_batch(&mut tx, &rows).await?;
             sqlx::query!(
-                "update inputs set last_run = ?1, last_seen = ?2
+                "update inputs set last_run = ?1, last_seen = ?2, missing = null
                  from scan_batch as b where inputs.path = b.path",
                 run.0,
                 now
@@ -244,7 +262,8 @@ async fn write_inputs(
         .await?;
         // Unchanged content: touch no indexed column, so no index entry moves.
         sqlx::query!(
-            "update inputs set size = b.size, mtime_ns = b.mtime_ns, last_run = ?1, last_seen = ?2
+            "update inputs set size = b.size, mtime_ns = b.mtime_ns, last_run = ?1, last_seen = ?2,
+                 missing = null
              from scan_batch as b join images as i on i.sha256 = b.sha256
              where inputs.path = b.path and inputs.image_id = i.id",
             run.0,
@@ -273,7 +292,8 @@ async fn write_inputs(
              mtime_ns = excluded.mtime_ns,
              image_id = excluded.image_id,
              last_run = excluded.last_run,
-             last_seen = excluded.last_seen
+             last_seen = excluded.last_seen,
+             missing = null
          where inputs.image_id <> excluded.image_id",
         run.0,
         now

@@ -66,6 +66,15 @@ pub(crate) fn now_text() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// The moment `ago` before now, as stored (for comparisons with stored timestamps).
+pub(crate) fn text_before(ago: std::time::Duration) -> String {
+    let ago = chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX);
+    Utc::now()
+        .checked_sub_signed(ago)
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
 /// A path as stored: its raw OS bytes (lossless for names that are not UTF-8).
 pub(crate) fn path_bytes(path: &Path) -> &[u8] {
     path.as_os_str().as_bytes()

@@ -30,6 +30,7 @@ mod queries;
 mod rejected;
 mod rows;
 mod runs;
+mod walks;
 
 pub use error::{Error, ErrorKind};
 pub use ledger::Ledger;

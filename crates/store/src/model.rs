@@ -161,6 +161,80 @@ pub struct SeenInput {
     pub planned_output: PathBuf,
 }
 
+/// What the ledger holds of a found file (path, size, mtime), for [`Ledger::look_up_inputs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Not recorded, or recorded with another size or mtime: to hash.
+    Changed,
+    /// Recorded with this size and mtime, but this run must record it (an earlier walk did not
+    /// find it, or it has no plan in this run's OUT yet): [`Ledger::record_unchanged`].
+    Unchanged,
+    /// Recorded with this size and mtime, present at the last walk and planned in this run's
+    /// OUT: nothing to write. A complete walk counts it as found ([`FoundInputs`]).
+    Current(InputId),
+}
+
+/// An input's row id: how a walk tells the ledger which recorded inputs it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InputId(pub i64);
+
+/// The [`Lookup::Current`] inputs a walk found: one bit per row id (125 KiB per million
+/// inputs), so that inputs a complete walk did not find can be told apart without a write per
+/// file found.
+#[derive(Debug, Default)]
+pub struct FoundInputs {
+    bits: Vec<u64>,
+    /// Ids too large for the bitmap (never in practice: SQLite hands out row ids in order).
+    others: std::collections::HashSet<i64>,
+    len: u64,
+}
+
+impl FoundInputs {
+    /// Largest id kept in the bitmap (16 MiB of bits).
+    const BITMAP_IDS: i64 = 1 << 27;
+
+    /// Adds an input; false when it was already there.
+    pub fn insert(&mut self, id: InputId) -> bool {
+        let added = match Self::slot(id) {
+            Some((word, bit)) => {
+                if self.bits.len() <= word {
+                    self.bits.resize(word + 1, 0);
+                }
+                let fresh = self.bits[word] & bit == 0;
+                self.bits[word] |= bit;
+                fresh
+            }
+            None => self.others.insert(id.0),
+        };
+        self.len += u64::from(added);
+        added
+    }
+
+    pub fn contains(&self, id: InputId) -> bool {
+        match Self::slot(id) {
+            Some((word, bit)) => self.bits.get(word).is_some_and(|w| w & bit != 0),
+            None => self.others.contains(&id.0),
+        }
+    }
+
+    /// How many distinct inputs were added.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn slot(id: InputId) -> Option<(usize, u64)> {
+        if !(0..Self::BITMAP_IDS).contains(&id.0) {
+            return None;
+        }
+        let id = usize::try_from(id.0).ok()?;
+        Some((id / 64, 1 << (id % 64)))
+    }
+}
+
 /// An input file as seen by the scan, ready to record.
 #[derive(Debug, Clone)]
 pub struct InputRecord {

@@ -60,7 +60,13 @@ impl Ledger {
                        order by pl.updated_at desc limit 1) as "planned_output?: Vec<u8>",
                       (select pl.written from placements as pl where pl.path = p.path
                        order by pl.updated_at desc limit 1) as "output_path?: Vec<u8>",
-                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>"
+                      coalesce((select w.run from run_roots as w
+                                where p.missing is null and p.path > w.lo and p.path < w.hi
+                                  and w.walked_at > p.last_seen
+                                order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
+                      max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
+                                where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
+                          as "last_seen!: DateTime<Utc>"
                from inputs as p join images as i on i.id = p.image_id
                where p.path = ?1"#,
             key
@@ -81,7 +87,13 @@ impl Ledger {
                        order by pl.updated_at desc limit 1) as "planned_output?: Vec<u8>",
                       (select pl.written from placements as pl where pl.path = p.path
                        order by pl.updated_at desc limit 1) as "output_path?: Vec<u8>",
-                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>"
+                      coalesce((select w.run from run_roots as w
+                                where p.missing is null and p.path > w.lo and p.path < w.hi
+                                  and w.walked_at > p.last_seen
+                                order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
+                      max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
+                                where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
+                          as "last_seen!: DateTime<Utc>"
                from images as i join inputs as p on p.image_id = i.id
                where i.sha256 = ?1
                order by p.path"#,
@@ -100,13 +112,22 @@ impl Ledger {
             RawInput,
             r#"select p.path, p.size, p.mtime_ns, i.sha256,
                       pl.planned as "planned_output?: Vec<u8>", pl.written as "output_path?: Vec<u8>",
-                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>"
+                      coalesce((select w.run from run_roots as w
+                                where p.missing is null and p.path > w.lo and p.path < w.hi
+                                  and w.walked_at > p.last_seen
+                                order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
+                      max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
+                                where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
+                          as "last_seen!: DateTime<Utc>"
                from images as i
                join inputs as p on p.image_id = i.id
-               join run_inputs as ri on ri.run = ?1 and ri.path = p.path
                left join placements as pl
                  on pl.path = p.path and pl.out_root = (select r.out_root from runs as r where r.id = ?1)
                where i.sha256 = ?2
+                 and (exists (select 1 from run_inputs as ri where ri.run = ?1 and ri.path = p.path)
+                      or p.missing is null
+                         and exists (select 1 from run_roots as w
+                                     where w.run = ?1 and p.path > w.lo and p.path < w.hi))
                order by p.path"#,
             run.0,
             key
@@ -208,8 +229,11 @@ impl Ledger {
                from images as i
                where i.status = 'processing' and i.job_id is not null
                  and exists (select 1 from inputs as p indexed by inputs_image
-                             join run_inputs as ri on ri.run = ?1 and ri.path = p.path
-                             where p.image_id = i.id)
+                             where p.image_id = i.id
+                               and (exists (select 1 from run_inputs as ri where ri.run = ?1 and ri.path = p.path)
+                                    or p.missing is null
+                                       and exists (select 1 from run_roots as w
+                                                   where w.run = ?1 and p.path > w.lo and p.path < w.hi)))
                order by i.updated_at, i.sha256"#,
             run.0
         )
@@ -234,16 +258,27 @@ impl Ledger {
             r#"select status, count(*) as "n!: i64"
                from images
                where id in (select p.image_id from run_inputs as ri
-                            join inputs as p on p.path = ri.path where ri.run = ?1)
+                            join inputs as p on p.path = ri.path where ri.run = ?1
+                            union all
+                            select p.image_id from run_roots as w
+                            join inputs as p on p.path > w.lo and p.path < w.hi
+                            where w.run = ?1 and p.missing is null)
                group by status"#,
             run.0
         )
         .fetch_all(&self.read)
         .await
         .map_err(|e| self.db_err(e))?;
-        // A range of the primary key: no other table is read.
+        // Ranges of primary keys: the recorded inputs, then those under the walked folders
+        // that were not recorded.
         let inputs = sqlx::query_scalar!(
-            r#"select count(*) as "all!: i64" from run_inputs where run = ?1"#,
+            r#"select (select count(*) from run_inputs where run = ?1)
+                    + (select count(*) from run_roots as w
+                       join inputs as p on p.path > w.lo and p.path < w.hi
+                       where w.run = ?1 and p.missing is null
+                         and not exists (select 1 from run_inputs as ri
+                                         where ri.run = ?1 and ri.path = p.path))
+                      as "all!: i64""#,
             run.0
         )
         .fetch_one(&self.read)
@@ -260,11 +295,18 @@ impl Ledger {
     /// probe per input: for reports, not for loops).
     pub async fn run_placed(&self, run: RunId) -> Result<u64> {
         let placed = sqlx::query_scalar!(
-            r#"select count(pl.written) as "placed!: i64"
-               from run_inputs as ri
+            r#"with members (path) as (
+                   select ri.path from run_inputs as ri where ri.run = ?1
+                   union all
+                   select p.path from run_roots as w
+                   join inputs as p on p.path > w.lo and p.path < w.hi
+                   where w.run = ?1 and p.missing is null
+                     and not exists (select 1 from run_inputs as ri
+                                     where ri.run = ?1 and ri.path = p.path))
+               select count(pl.written) as "placed!: i64"
+               from members as m
                join placements as pl
-                 on pl.path = ri.path and pl.out_root = (select r.out_root from runs as r where r.id = ?1)
-               where ri.run = ?1"#,
+                 on pl.path = m.path and pl.out_root = (select r.out_root from runs as r where r.id = ?1)"#,
             run.0
         )
         .fetch_one(&self.read)
@@ -286,17 +328,37 @@ impl Ledger {
             RawInputState,
             r#"select p.path, p.size, p.mtime_ns, i.sha256,
                       pl.planned as "planned_output?: Vec<u8>", pl.written as "output_path?: Vec<u8>",
-                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>", i.status,
+                      coalesce((select w.run from run_roots as w
+                                where p.missing is null and p.path > w.lo and p.path < w.hi
+                                  and w.walked_at > p.last_seen
+                                order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
+                      max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
+                                where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
+                          as "last_seen!: DateTime<Utc>", i.status,
                       i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
                       i.output_url, i.error_code, i.error_message
-               from run_inputs as ri
-               join inputs as p on p.path = ri.path
+               from (select path from (select ri.path from run_inputs as ri
+                                       where ri.run = ?1 and ri.path > ?2
+                                       order by ri.path limit ?3)
+                     union
+                     -- One range of the primary key from the first walked folder to the last,
+                     -- so a page reads about as many rows as it returns.
+                     select path from (select p.path from inputs as p
+                                       where p.path > max(?2, (select min(w.lo) from run_roots as w
+                                                               where w.run = ?1))
+                                         and p.path < (select max(w.hi) from run_roots as w
+                                                       where w.run = ?1)
+                                         and p.missing is null
+                                         and exists (select 1 from run_roots as w
+                                                     where w.run = ?1 and p.path > w.lo
+                                                       and p.path < w.hi)
+                                       order by p.path limit ?3)
+                     order by path limit ?3) as m
+               join inputs as p on p.path = m.path
                join images as i on i.id = p.image_id
                left join placements as pl
                  on pl.path = p.path and pl.out_root = (select r.out_root from runs as r where r.id = ?1)
-               where ri.run = ?1 and ri.path > ?2
-               order by ri.path
-               limit ?3"#,
+               order by p.path"#,
             run.0,
             after,
             limit
@@ -388,7 +450,13 @@ impl Ledger {
                        order by pl.updated_at desc limit 1) as "planned_output?: Vec<u8>",
                       (select pl.written from placements as pl where pl.path = p.path
                        order by pl.updated_at desc limit 1) as "output_path?: Vec<u8>",
-                      p.last_run, p.last_seen as "last_seen: DateTime<Utc>", i.status,
+                      coalesce((select w.run from run_roots as w
+                                where p.missing is null and p.path > w.lo and p.path < w.hi
+                                  and w.walked_at > p.last_seen
+                                order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
+                      max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
+                                where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
+                          as "last_seen!: DateTime<Utc>", i.status,
                       i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
                       i.output_url, i.error_code, i.error_message
                from inputs as p join images as i on i.id = p.image_id

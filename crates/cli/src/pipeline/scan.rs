@@ -1,10 +1,12 @@
 //! walk → fingerprint → record: turns INPUTs into ledger rows, in batches.
 //!
 //! Found files are looked up in the ledger a batch at a time: a file whose (path, size, mtime)
-//! the ledger already holds keeps its recorded hash, is not read again and is recorded by the
-//! light rescan path. The others go to the hashing [`Pool`] and are taken back as they finish,
-//! their output names checked for collisions a batch at a time. Everything is recorded in
-//! batched transactions; uploads start from recorded rows, so they begin before the scan ends.
+//! the ledger already holds keeps its recorded hash and is not read again; nothing at all is
+//! written for it unless the ledger needs it (see `Lookup`), since the run's complete walk of
+//! its folder makes it one of the run's inputs. The others go to the hashing [`Pool`] and are
+//! taken back as they finish, their output names checked for collisions a batch at a time.
+//! Everything is recorded in batched transactions; uploads start from recorded rows, so they
+//! begin before the scan ends.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use eraser_store::{InputRecord, Ledger, RejectKind, Rejection, RunId, SeenInput};
+use eraser_store::{
+    FoundInputs, InputRecord, Ledger, Lookup, RejectKind, Rejection, RunId, SeenInput,
+};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -80,6 +84,9 @@ struct Batches {
     hashing: usize,
     /// The INPUT folders, once the walk has gone through all of them.
     walked: Vec<PathBuf>,
+    /// Inputs found in folders that the ledger holds as they are: nothing is written for
+    /// them; the complete walk counts them.
+    current: FoundInputs,
 }
 
 impl Batches {
@@ -147,6 +154,7 @@ impl Scan {
             }
         }
         Self::written(&mut b).await?;
+        self.complete_walk(&b).await?;
         self.prune_rejected(&b.walked).await?;
         tracing::info!(
             "scan: {} inputs recorded ({} hashed) in {:.3} s of ledger writes",
@@ -155,6 +163,26 @@ impl Scan {
             b.write_time.as_secs_f64()
         );
         Ok(b.errors)
+    }
+
+    /// After a complete walk, the inputs under the INPUT folders become this run's (recorded
+    /// or not); those the walk did not find are marked missing.
+    async fn complete_walk(&self, b: &Batches) -> anyhow::Result<()> {
+        if b.walked.is_empty() {
+            return Ok(());
+        }
+        let missing = retry_busy(|| {
+            self.ledger
+                .complete_walk(self.run, &b.walked, &b.current, super::STALE_AFTER)
+        })
+        .await
+        .context("recording the complete walk in the ledger")?;
+        if missing > 0 {
+            tracing::info!("{missing} recorded inputs are no longer in the INPUT folders");
+        }
+        // Uploads of the inputs recorded by earlier runs can start now.
+        self.recorded.notify_one();
+        Ok(())
     }
 
     /// After a complete walk, forgets the rejected files of earlier runs in the INPUT folders
@@ -178,6 +206,10 @@ impl Scan {
             WalkEvent::File(f) => {
                 Counters::add(&self.counters.found, 1);
                 found.push(f);
+            }
+            WalkEvent::Files(files) => {
+                Counters::add(&self.counters.found, files.len() as u64);
+                found.extend(files);
             }
             WalkEvent::Skipped { path, reason } => self.skipped(b, path, reason),
             WalkEvent::Error { path, reason } => self.input_error(b, path, reason),
@@ -207,8 +239,8 @@ impl Scan {
         b.errors.push(InputError { path, reason });
     }
 
-    /// Splits found files into unchanged ones (recorded without reading them) and the ones to
-    /// hash (handed to the pool).
+    /// Splits found files into unchanged ones (not read again; recorded only when the ledger
+    /// needs it) and the ones to hash (handed to the pool).
     async fn look_up(
         &self,
         found: &mut Vec<Found>,
@@ -219,13 +251,16 @@ impl Scan {
             .iter()
             .map(|f| (f.path.as_path(), f.size, f.mtime_ns))
             .collect();
-        let unchanged = self
+        let known = self
             .ledger
-            .unchanged_inputs(&stamps)
+            .look_up_inputs(self.run, &stamps)
             .await
             .context("looking up inputs in the ledger")?;
-        for (f, unchanged) in found.drain(..).zip(unchanged) {
-            if unchanged {
+        for (f, known) in found.drain(..).zip(known) {
+            if let (Lookup::Current(id), false) = (known, f.named) {
+                b.current.insert(id);
+                Counters::add(&self.counters.recorded, 1);
+            } else if known != Lookup::Changed {
                 if let Some(planned) = self.planned(&f, b) {
                     b.unchanged.push(SeenInput {
                         path: f.path,

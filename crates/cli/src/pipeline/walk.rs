@@ -35,6 +35,9 @@ pub struct Found {
 #[derive(Debug)]
 pub enum WalkEvent {
     File(Found),
+    /// Files of one folder, up to [`FILES_PER_EVENT`] at a time (one channel message, not one
+    /// per file: a wake-up of the scan per file cost more than the file's own work).
+    Files(Vec<Found>),
     /// Not an input (a broken link inside a folder, a special file); shown with `-v`.
     Skipped {
         path: PathBuf,
@@ -51,6 +54,11 @@ pub enum WalkEvent {
     },
 }
 
+/// Most files sent in one [`WalkEvent::Files`].
+pub const FILES_PER_EVENT: usize = 256;
+/// Events the walk may be ahead of the scan by (with full `Files` events, 16k files).
+const EVENTS_BUFFERED: usize = 64;
+
 /// Starts the walk on its own threads; events arrive on the returned channel, which closes
 /// when the walk is complete.
 pub fn start(
@@ -59,7 +67,7 @@ pub fn start(
     follow: bool,
     threads: usize,
 ) -> mpsc::Receiver<WalkEvent> {
-    let (tx, rx) = mpsc::channel(4096);
+    let (tx, rx) = mpsc::channel(EVENTS_BUFFERED);
     std::thread::Builder::new()
         .name("eraser-walk".into())
         .spawn(move || {
@@ -430,19 +438,27 @@ impl Walker {
                 *stems.entry(stem.to_os_string()).or_default() += 1;
             }
         }
+        let mut batch = Vec::with_capacity(files.len().min(FILES_PER_EVENT));
         for (path, meta) in files {
             let name = path.file_name().unwrap_or_default().to_os_string();
             let stem_shared = path
                 .file_stem()
                 .is_some_and(|s| stems.get(s).copied().unwrap_or(0) > 1);
-            self.send(WalkEvent::File(Found {
+            batch.push(Found {
                 rel: job.rel.join(&name),
                 path,
                 stem_shared,
                 named: false,
                 size: meta.len(),
                 mtime_ns: mtime_ns(&meta),
-            }));
+            });
+            if batch.len() == FILES_PER_EVENT {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(FILES_PER_EVENT));
+                self.send(WalkEvent::Files(full));
+            }
+        }
+        if !batch.is_empty() {
+            self.send(WalkEvent::Files(batch));
         }
     }
 }

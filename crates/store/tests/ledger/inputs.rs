@@ -2,7 +2,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use eraser_store::{Error, ErrorKind, ImageStatus, InputRecord, SeenInput};
+use eraser_store::{Error, ErrorKind, ImageStatus, InputRecord, Lookup, SeenInput};
 use futures_util::TryStreamExt;
 
 use crate::support::{fresh, input, record, sha};
@@ -55,8 +55,11 @@ async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip() {
         .iter()
         .map(|r| (r.path.as_path(), r.size, r.mtime_ns))
         .collect();
-    let unchanged = t.ledger.unchanged_inputs(&stamps).await.unwrap();
-    assert!(unchanged.iter().all(|u| *u), "{unchanged:?}");
+    let known = t.ledger.look_up_inputs(run, &stamps).await.unwrap();
+    assert!(
+        known.iter().all(|k| matches!(k, Lookup::Current(_))),
+        "{known:?}"
+    );
     let listed: Vec<_> = t
         .ledger
         .run_inputs(run, None, 10)
@@ -102,18 +105,49 @@ async fn unchanged_inputs_are_those_with_the_same_path_size_and_mtime() {
 
     let answer = t
         .ledger
-        .unchanged_inputs(&[
-            (Path::new("/in/b.jpg"), 1002, mtime),
-            (Path::new("/in/missing.jpg"), 1002, mtime),
-            (Path::new("/in/a.jpg"), 1001, mtime + 1),
-            (Path::new("/in/a.jpg"), 999, mtime),
-            (Path::new("/in/a.jpg"), 1001, mtime),
-        ])
+        .look_up_inputs(
+            run,
+            &[
+                (Path::new("/in/b.jpg"), 1002, mtime),
+                (Path::new("/in/missing.jpg"), 1002, mtime),
+                (Path::new("/in/a.jpg"), 1001, mtime + 1),
+                (Path::new("/in/a.jpg"), 999, mtime),
+                (Path::new("/in/a.jpg"), 1001, mtime),
+            ],
+        )
         .await
         .unwrap();
 
-    assert_eq!(answer, [true, false, false, false, true]);
-    assert!(t.ledger.unchanged_inputs(&[]).await.unwrap().is_empty());
+    assert!(matches!(answer[0], Lookup::Current(_)), "{answer:?}");
+    assert_eq!(answer[1..4], [Lookup::Changed; 3]);
+    assert!(matches!(answer[4], Lookup::Current(_)), "{answer:?}");
+    assert!(t.ledger.look_up_inputs(run, &[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_unchanged_input_without_a_plan_in_the_runs_out_must_be_recorded() {
+    let t = fresh().await;
+    let first = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    t.ledger
+        .record_inputs(first, &[input("/in/a.jpg", 1)])
+        .await
+        .unwrap();
+    let elsewhere = t
+        .ledger
+        .begin_run("test", Path::new("/other-out"))
+        .await
+        .unwrap();
+
+    let answer = t
+        .ledger
+        .look_up_inputs(
+            elsewhere,
+            &[(Path::new("/in/a.jpg"), 1001, 1_700_000_000_000_000_000)],
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(answer, [Lookup::Unchanged]);
 }
 
 #[tokio::test]

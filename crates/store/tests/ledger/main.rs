@@ -25,3 +25,5 @@ mod recover;
 mod rejected;
 /// Every transition, and every refusal from a wrong status.
 mod transitions;
+/// Complete walks: found inputs become the run's unrecorded, the others are marked missing.
+mod walks;

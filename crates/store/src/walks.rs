@@ -1,0 +1,191 @@
+//! Completed walks of INPUT folders, and with them which inputs a run works on.
+//!
+//! A run's inputs are its `run_inputs` rows (inputs it recorded: new or changed content, found
+//! again, not yet planned in its OUT, named one by one) and, once its walk of an INPUT folder
+//! is complete, every input under that folder not marked `missing`. So a rescan of an
+//! unchanged tree writes nothing per file: [`Ledger::complete_walk`] compares two counts and
+//! marks the few inputs the walk did not find.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::ledger::{now_text, path_bytes, text_before};
+use crate::{FoundInputs, InputId, Ledger, Result, RunId};
+
+/// Inputs read per statement when looking for those a walk did not find.
+const MISSING_PAGE: i64 = 4096;
+
+impl Ledger {
+    /// Records that `run` walked these INPUT folders completely, having found the inputs it
+    /// recorded and those in `found`. Inputs under the folders found by neither are marked
+    /// missing (unless a live run recorded them since: that run found them), then the folders
+    /// join the run's inputs. Returns how many were marked.
+    ///
+    /// Two counts settle the usual case: every input found is in the ledger, so when the
+    /// ledger holds as many present inputs under the folders as were found, none is missing.
+    /// Runs whose heartbeat is older than `live_within` count as dead.
+    pub async fn complete_walk(
+        &self,
+        run: RunId,
+        folders: &[PathBuf],
+        found: &FoundInputs,
+        live_within: Duration,
+    ) -> Result<u64> {
+        let bounds: Vec<(Vec<u8>, Vec<u8>)> = folders.iter().map(|f| folder_bounds(f)).collect();
+        let now = now_text();
+        let live_since = text_before(live_within);
+        let mut tx = self.begin_write().await?;
+        let mut present = 0;
+        let mut recorded = 0;
+        for (lo, hi) in &bounds {
+            present += sqlx::query_scalar!(
+                r#"select count(*) as "n!: i64" from inputs
+                   where path > ?1 and path < ?2 and missing is null"#,
+                lo,
+                hi
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+            recorded += sqlx::query_scalar!(
+                r#"select count(*) as "n!: i64" from run_inputs
+                   where run = ?1 and path > ?2 and path < ?3"#,
+                run.0,
+                lo,
+                hi
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        }
+        let mut marked = 0;
+        if u64::try_from(present - recorded).ok() != Some(found.len()) {
+            for (lo, hi) in &bounds {
+                let mut after = lo.clone();
+                loop {
+                    let page = sqlx::query!(
+                        r#"select p.rowid as "id!: i64", p.path
+                           from inputs as p
+                           where p.path > ?1 and p.path < ?2 and p.missing is null
+                             and not exists (select 1 from run_inputs as ri
+                                             where ri.run = ?3 and ri.path = p.path)
+                             and not exists (select 1 from runs as r
+                                             where r.id = p.last_run and r.id <> ?3
+                                               and r.finished_at is null and r.heartbeat_at > ?4)
+                           order by p.path
+                           limit ?5"#,
+                        after,
+                        hi,
+                        run.0,
+                        live_since,
+                        MISSING_PAGE
+                    )
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| self.db_err(e))?;
+                    let Some(last) = page.last() else { break };
+                    after = last.path.clone();
+                    let gone: Vec<i64> = page
+                        .iter()
+                        .map(|r| r.id)
+                        .filter(|id| !found.contains(InputId(*id)))
+                        .collect();
+                    if gone.is_empty() {
+                        continue;
+                    }
+                    let ids = serde_json::to_string(&gone).map_err(|e| self.invalid(e))?;
+                    // Last seen: the latest completed walk that found it, if later than its row.
+                    marked += sqlx::query!(
+                        "update inputs set
+                             missing = ?1,
+                             last_run = coalesce(
+                                 (select w.run from run_roots as w
+                                  where inputs.path > w.lo and inputs.path < w.hi
+                                    and w.walked_at > inputs.last_seen
+                                  order by w.walked_at desc limit 1),
+                                 last_run),
+                             last_seen = max(last_seen, coalesce(
+                                 (select max(w.walked_at) from run_roots as w
+                                  where inputs.path > w.lo and inputs.path < w.hi), ''))
+                         where rowid in (select value from json_each(?2))",
+                        run.0,
+                        ids
+                    )
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.db_err(e))?
+                    .rows_affected();
+                }
+            }
+        }
+        for (lo, hi) in &bounds {
+            sqlx::query!(
+                "insert into run_roots (run, lo, hi, walked_at) values (?1, ?2, ?3, ?4)
+                 on conflict (run, lo) do update set walked_at = excluded.walked_at",
+                run.0,
+                lo,
+                hi,
+                now
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+            // The walks of the same folder by runs that are over: only the latest one still
+            // says something (when the inputs under it were last seen).
+            sqlx::query!(
+                "delete from run_roots
+                 where lo = ?1 and run <> ?2
+                   and run in (select r.id from runs as r
+                               where r.finished_at is not null or r.heartbeat_at <= ?3)",
+                lo,
+                run.0,
+                live_since
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.db_err(e))?;
+        Ok(marked)
+    }
+}
+
+/// The bounds of the paths below `folder`: its bytes followed by `/`, and by `0` (the byte
+/// after `/`), so `lo < path < hi` holds exactly for the paths inside it.
+pub(crate) fn folder_bounds(folder: &Path) -> (Vec<u8>, Vec<u8>) {
+    let bytes = path_bytes(folder);
+    let stem = bytes.strip_suffix(b"/").unwrap_or(bytes);
+    let mut lo = stem.to_vec();
+    lo.push(b'/');
+    let mut hi = stem.to_vec();
+    hi.push(b'/' + 1);
+    (lo, hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inside(folder: &str, path: &str) -> bool {
+        let (lo, hi) = folder_bounds(Path::new(folder));
+        let p = path.as_bytes();
+        lo.as_slice() < p && p < hi.as_slice()
+    }
+
+    #[test]
+    fn bounds_hold_the_paths_below_the_folder_and_nothing_else() {
+        assert!(inside("/photos", "/photos/a.jpg"));
+        assert!(inside("/photos", "/photos/2024/deep/b.png"));
+        assert!(!inside("/photos", "/photos"));
+        assert!(!inside("/photos", "/photos2/a.jpg"));
+        assert!(!inside("/photos", "/photos-old/a.jpg"));
+        assert!(!inside("/photos", "/photo/a.jpg"));
+        assert!(!inside("/photos/2024", "/photos/a.jpg"));
+    }
+
+    #[test]
+    fn the_root_folder_holds_every_absolute_path() {
+        assert!(inside("/", "/a.jpg"));
+        assert!(inside("/", "/x/y/z.webp"));
+    }
+}

@@ -1,0 +1,23 @@
+-- A rescan of an unchanged tree writes nothing per file. A run whose walk of an INPUT folder
+-- completes records the folder here, and from then on every input under it that the walk found
+-- is the run's without a `run_inputs` row. Inputs under the folder that the walk did not find
+-- (deleted, moved, no longer usable) are marked `missing` instead, which is rare. `run_inputs`
+-- keeps the rest: inputs recorded during the scan (new or changed content, found again after
+-- being missing, not yet planned in the run's OUT) and inputs named one by one.
+
+-- The run (a live run, or the last completed walk of the folder, kept so `ledger show` can say
+-- when an input was last seen) and the folder; `lo` and `hi` bound the paths below it (the
+-- folder's bytes followed by '/' and by '0', the byte after '/').
+create table run_roots (
+    run       integer not null references runs (id) on delete cascade,
+    lo        blob    not null,
+    hi        blob    not null,
+    walked_at text    not null,
+    primary key (run, lo)
+) without rowid;
+
+-- The run whose complete walk of a folder holding this input did not find it; null while it is
+-- there. Cleared when a run finds the file again.
+alter table inputs add column missing integer;
+
+update meta set value = '8' where key = 'schema_version';

@@ -1,0 +1,172 @@
+//! Rescans: a run over folders the ledger already holds writes nothing for unchanged files, yet
+//! works on exactly the files its walk found — no more (deleted, moved away, no longer an
+//! image), no fewer (found again).
+
+use std::path::PathBuf;
+
+use eraser_tests::emulator::Knobs;
+
+use crate::util::{Expected, TestDir, assert_outputs_exactly, emulator, num, write_unique};
+
+/// Three distinct images in `inputs/a`, recorded by a dry run (so their images are `new`).
+fn three_recorded(td: &TestDir, emu: &eraser_tests::emulator::Emulator) -> Expected {
+    let mut expected = Expected::new();
+    write_unique(td, "a", 300, 3, &mut expected);
+    td.run(emu, &[&td.inputs()], &td.out(), &["--dry-run"])
+        .expect_code(0);
+    expected
+}
+
+/// The input file behind an expected output `a/img<i>.jpg`.
+fn input_of(td: &TestDir, rel: &std::path::Path) -> PathBuf {
+    let stem = rel.file_stem().expect("a stem");
+    let folder = td.inputs().join(rel.parent().expect("a folder"));
+    std::fs::read_dir(&folder)
+        .expect("the input folder")
+        .map(|e| e.expect("an entry").path())
+        .find(|p| p.file_stem() == Some(stem))
+        .expect("the input of an expected output")
+}
+
+#[test]
+fn a_run_after_a_dry_run_uploads_every_image_it_recorded() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let expected = three_recorded(&td, &emu);
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &[])
+        .expect_code(0)
+        .json();
+
+    assert_eq!(num(&summary, "/hashed"), 0, "nothing is read twice");
+    assert_eq!(num(&summary, "/inputs"), 3);
+    assert_eq!(emu.counters().create_job_requests, 3);
+    assert_outputs_exactly(&td.out(), &expected);
+}
+
+#[test]
+fn a_file_deleted_since_the_last_run_is_not_uploaded_counted_or_placed() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let mut expected = three_recorded(&td, &emu);
+    let gone = expected.keys().next().cloned().expect("an image");
+    std::fs::remove_file(input_of(&td, &gone)).expect("delete an input");
+    expected.remove(&gone);
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &[])
+        .expect_code(0)
+        .json();
+
+    assert_eq!(num(&summary, "/inputs"), 2);
+    assert_eq!(num(&summary, "/unique_images"), 2);
+    assert_eq!(emu.counters().create_job_requests, 2);
+    assert_outputs_exactly(&td.out(), &expected);
+}
+
+#[test]
+fn a_file_that_is_no_longer_an_image_is_not_uploaded_under_its_old_content() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let mut expected = three_recorded(&td, &emu);
+    let spoiled = expected.keys().next().cloned().expect("an image");
+    std::fs::write(input_of(&td, &spoiled), b"not an image any more").expect("overwrite");
+    expected.remove(&spoiled);
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &[])
+        .expect_code(0)
+        .json();
+
+    assert_eq!(num(&summary, "/inputs"), 2);
+    assert_eq!(num(&summary, "/skipped"), 1);
+    assert_eq!(emu.counters().create_job_requests, 2);
+    assert_outputs_exactly(&td.out(), &expected);
+}
+
+#[test]
+fn a_file_moved_away_and_back_is_an_input_again_without_a_new_job() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let expected = three_recorded(&td, &emu);
+    td.run(&emu, &[&td.inputs()], &td.out(), &[]).expect_code(0);
+    let moved = expected.keys().next().cloned().expect("an image");
+    let input = input_of(&td, &moved);
+    let aside = td.root().join("aside");
+    std::fs::rename(&input, &aside).expect("move an input away");
+    let without = td
+        .run(&emu, &[&td.inputs()], &td.out(), &[])
+        .expect_code(0)
+        .json();
+    assert_eq!(num(&without, "/inputs"), 2);
+    std::fs::rename(&aside, &input).expect("move it back");
+    std::fs::remove_file(td.out().join(&moved)).expect("delete its output");
+    emu.reset_counters();
+
+    let back = td
+        .run(&emu, &[&td.inputs()], &td.out(), &[])
+        .expect_code(0)
+        .json();
+
+    assert_eq!(num(&back, "/inputs"), 3);
+    assert_eq!(
+        num(&back, "/hashed"),
+        0,
+        "its size and mtime did not change"
+    );
+    assert_eq!(emu.counters().create_job_requests, 0);
+    assert_outputs_exactly(&td.out(), &expected);
+}
+
+#[test]
+fn a_rescan_into_another_out_places_every_output_there() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let expected = three_recorded(&td, &emu);
+    td.run(&emu, &[&td.inputs()], &td.out(), &[]).expect_code(0);
+    let other = td.root().join("other-out");
+    emu.reset_counters();
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &other, &[])
+        .expect_code(0)
+        .json();
+
+    assert_eq!(num(&summary, "/inputs"), 3);
+    assert_eq!(emu.counters().create_job_requests, 0);
+    assert_outputs_exactly(&other, &expected);
+}
+
+#[test]
+fn ledger_show_says_an_unchanged_input_was_last_seen_by_the_latest_run() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let expected = three_recorded(&td, &emu);
+    let path = input_of(&td, expected.keys().next().expect("an image"));
+    let path = path.to_str().expect("a UTF-8 path");
+    let show = |td: &TestDir| {
+        let shown = td
+            .ledger_cmd(&emu, &["show", path, "--json"])
+            .expect_code(0)
+            .json();
+        let input = shown["inputs"]
+            .as_array()
+            .expect("inputs")
+            .iter()
+            .find(|i| i["path"] == path)
+            .cloned()
+            .expect("the input");
+        let seen = input["last_seen"].as_str().expect("last_seen");
+        let seen = chrono::DateTime::parse_from_rfc3339(seen).expect("an RFC 3339 time");
+        (num(&input, "/last_run"), seen)
+    };
+    let (first_run, first_seen) = show(&td);
+
+    td.run(&emu, &[&td.inputs()], &td.out(), &["--dry-run"])
+        .expect_code(0);
+
+    let (run, seen) = show(&td);
+    assert!(run > first_run, "last run {run}, first {first_run}");
+    assert!(seen > first_seen, "last seen {seen}, first {first_seen}");
+}
