@@ -5,7 +5,8 @@
 //! with bound multi-row inserts, writes every ledger table from it in a few set-based
 //! statements and empties it. Lookups run on the read pool and cannot write, so a lookup batch
 //! travels as one JSON array unpacked with `json_each`; paths in JSON travel as hex of their raw
-//! bytes (decoded with `unhex`), so names that are not UTF-8 survive the trip.
+//! bytes (decoded with `unhex`), so names that are not UTF-8 survive the trip (the rescan's
+//! lookup sends UTF-8 paths as text and only the others as hex).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,11 +44,14 @@ impl Ledger {
         if files.is_empty() {
             return Ok(found);
         }
-        let rows: Vec<(usize, String, i64, i64)> = files
+        // A path travels as text when it is UTF-8 (the usual case: no encoding on either
+        // side), else as hex of its bytes.
+        let rows: Vec<(Option<&str>, i64, i64, Option<String>)> = files
             .iter()
-            .enumerate()
-            .map(|(i, (path, size, mtime))| {
-                (i, hex::encode(path_bytes(path)), to_i64(*size), *mtime)
+            .map(|(path, size, mtime)| {
+                let text = path.to_str();
+                let hex = text.is_none().then(|| hex::encode(path_bytes(path)));
+                (text, to_i64(*size), *mtime, hex)
             })
             .collect();
         let json = serde_json::to_string(&rows).map_err(|e| self.invalid(e))?;
@@ -55,7 +59,7 @@ impl Ledger {
         // than the lookups themselves.
         let answers = sqlx::query_scalar!(
             r#"select json_group_array(json_array(
-                   j.value ->> 0,
+                   j.key,
                    p.rowid,
                    p.missing is null and exists (
                        select 1 from placements as pl
@@ -63,8 +67,9 @@ impl Ledger {
                          and pl.out_root = (select r.out_root from runs as r where r.id = ?2)))
                ) as "answers!: String"
                from json_each(?1) as j
-               join inputs as p on p.path = unhex(j.value ->> 1)
-               where p.size = j.value ->> 2 and p.mtime_ns = j.value ->> 3"#,
+               join inputs as p
+                 on p.path = coalesce(cast(j.value ->> 0 as blob), unhex(j.value ->> 3))
+               where p.size = j.value ->> 1 and p.mtime_ns = j.value ->> 2"#,
             json,
             run.0
         )

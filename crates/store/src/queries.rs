@@ -269,15 +269,18 @@ impl Ledger {
         .fetch_all(&self.read)
         .await
         .map_err(|e| self.db_err(e))?;
-        // Ranges of primary keys: the recorded inputs, then those under the walked folders
-        // that were not recorded.
+        // Counted from indexes alone: the recorded inputs, and under each walked folder the
+        // present inputs (all less the missing ones) less those recorded.
         let inputs = sqlx::query_scalar!(
             r#"select (select count(*) from run_inputs where run = ?1)
-                    + (select count(*) from run_roots as w
-                       join inputs as p on p.path > w.lo and p.path < w.hi
-                       where w.run = ?1 and p.missing is null
-                         and not exists (select 1 from run_inputs as ri
-                                         where ri.run = ?1 and ri.path = p.path))
+                    + coalesce((select sum(
+                          (select count(*) from inputs as p where p.path > w.lo and p.path < w.hi)
+                        - (select count(*) from inputs as p
+                           where p.path > w.lo and p.path < w.hi and p.missing is not null)
+                        - (select count(*) from run_inputs as ri join inputs as p on p.path = ri.path
+                           where ri.run = ?1 and ri.path > w.lo and ri.path < w.hi
+                             and p.missing is null))
+                       from run_roots as w where w.run = ?1), 0)
                       as "all!: i64""#,
             run.0
         )

@@ -39,8 +39,9 @@ impl Ledger {
         let mut recorded = 0;
         for (lo, hi) in &bounds {
             present += sqlx::query_scalar!(
-                r#"select count(*) as "n!: i64" from inputs
-                   where path > ?1 and path < ?2 and missing is null"#,
+                r#"select (select count(*) from inputs where path > ?1 and path < ?2)
+                        - (select count(*) from inputs
+                           where path > ?1 and path < ?2 and missing is not null) as "n!: i64""#,
                 lo,
                 hi
             )

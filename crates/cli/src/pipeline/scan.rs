@@ -28,6 +28,9 @@ use crate::progress::Counters;
 /// Inputs looked up in the ledger at once; also the most files handed to the hashing pool and
 /// not yet taken back (so memory stays flat).
 const LOOKUP_BATCH: usize = 1024;
+/// Lookups under way at once on the read pool: while one batch is answered the next is
+/// asked, so the ledger's answers keep both cores busy beside the walk.
+const LOOKUPS_IN_FLIGHT: usize = 2;
 /// Hashed files whose output names are checked for collisions in one query.
 const RESOLVE_BATCH: usize = 256;
 /// Rows written per ledger transaction.
@@ -50,6 +53,9 @@ pub struct Scan {
     /// Woken after each recorded batch, so uploads start before the scan ends.
     pub recorded: Arc<Notify>,
 }
+
+/// Found files with what the ledger holds of each.
+type LookedUp = anyhow::Result<(Vec<Found>, Vec<Lookup>)>;
 
 /// A named input that could not be used, for the final report.
 #[derive(Debug, Clone)]
@@ -113,9 +119,10 @@ impl Scan {
             Pool::start(threads, 2 * LOOKUP_BATCH).context("starting the hashing threads")?;
         let mut b = Batches::default();
         let mut found: Vec<Found> = Vec::with_capacity(LOOKUP_BATCH);
+        let mut lookups: JoinSet<LookedUp> = JoinSet::new();
         let mut walking = true;
         let mut next_flush = Instant::now() + FLUSH_EVERY;
-        while walking || b.hashing > 0 {
+        while walking || b.hashing > 0 || !found.is_empty() || !lookups.is_empty() {
             tokio::select! {
                 biased;
                 done = pool.next(), if b.hashing > 0 => {
@@ -123,7 +130,13 @@ impl Scan {
                     b.hashing -= 1;
                     self.hashed(done, &mut b);
                 }
-                event = events.recv(), if walking && b.hashing < LOOKUP_BATCH => match event {
+                Some(looked) = lookups.join_next(), if !lookups.is_empty() => {
+                    let looked = looked.context("a ledger lookup task failed")??;
+                    self.looked_up(looked, &pool, &mut b).await?;
+                }
+                event = events.recv(),
+                    if walking && found.len() < LOOKUP_BATCH && b.hashing < LOOKUP_BATCH =>
+                match event {
                     None => walking = false,
                     Some(event) => {
                         self.take(event, &mut found, &mut b);
@@ -137,11 +150,12 @@ impl Scan {
                 },
                 _ = tokio::time::sleep_until(next_flush.into()) => {}
             }
-            if !found.is_empty() {
-                self.look_up(&mut found, &pool, &mut b).await?;
+            if !found.is_empty() && lookups.len() < LOOKUPS_IN_FLIGHT {
+                let batch = std::mem::replace(&mut found, Vec::with_capacity(LOOKUP_BATCH));
+                self.look_up(batch, &mut lookups);
             }
             let due = Instant::now() >= next_flush;
-            let ending = !walking && b.hashing == 0;
+            let ending = !walking && b.hashing == 0 && found.is_empty() && lookups.is_empty();
             if b.hashed.len() >= RESOLVE_BATCH || (due || ending) && !b.hashed.is_empty() {
                 self.resolve(&mut b).await?;
             }
@@ -239,24 +253,32 @@ impl Scan {
         b.errors.push(InputError { path, reason });
     }
 
-    /// Splits found files into unchanged ones (not read again; recorded only when the ledger
-    /// needs it) and the ones to hash (handed to the pool).
-    async fn look_up(
+    /// Asks the ledger what it holds of `found`, on a task of its own.
+    fn look_up(&self, found: Vec<Found>, lookups: &mut JoinSet<LookedUp>) {
+        let (ledger, run) = (self.ledger.clone(), self.run);
+        lookups.spawn(async move {
+            let stamps: Vec<(&Path, u64, i64)> = found
+                .iter()
+                .map(|f| (f.path.as_path(), f.size, f.mtime_ns))
+                .collect();
+            let known = ledger
+                .look_up_inputs(run, &stamps)
+                .await
+                .context("looking up inputs in the ledger")?;
+            drop(stamps);
+            Ok((found, known))
+        });
+    }
+
+    /// Splits looked-up files into unchanged ones (not read again; recorded only when the
+    /// ledger needs it) and the ones to hash (handed to the pool).
+    async fn looked_up(
         &self,
-        found: &mut Vec<Found>,
+        (found, known): (Vec<Found>, Vec<Lookup>),
         pool: &Pool,
         b: &mut Batches,
     ) -> anyhow::Result<()> {
-        let stamps: Vec<(&Path, u64, i64)> = found
-            .iter()
-            .map(|f| (f.path.as_path(), f.size, f.mtime_ns))
-            .collect();
-        let known = self
-            .ledger
-            .look_up_inputs(self.run, &stamps)
-            .await
-            .context("looking up inputs in the ledger")?;
-        for (f, known) in found.drain(..).zip(known) {
+        for (f, known) in found.into_iter().zip(known) {
             if let (Lookup::Current(id), false) = (known, f.named) {
                 b.current.insert(id);
                 Counters::add(&self.counters.recorded, 1);
