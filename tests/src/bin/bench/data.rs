@@ -163,11 +163,11 @@ commit;
     sqlite_timed(ledger, &script).map_err(|e| format!("sqlite3 insert floor: {e}").into())
 }
 
-/// Time `sqlite3` alone takes for the per-file ledger work of a rescan of every input of a
-/// ledger filled by [`ledger_insert_floor`] (all unchanged): one lookup by path with size and
-/// mtime compared, then in one transaction the last-seen update, run membership and plan
-/// check of a new run (id 2), and at the run's end its images counted by status and its
-/// membership cleared.
+/// Time `sqlite3` alone takes for the ledger work of a rescan of every input of a ledger
+/// filled by [`ledger_insert_floor`] (all unchanged), for a new run (id 2) into the same OUT:
+/// per file one lookup by path comparing size and mtime, with the input's missing mark and its
+/// plan in the run's OUT; then the complete walk (the present inputs under the folder counted,
+/// the folder recorded) and at the run's end its images counted by status.
 pub fn ledger_rescan_floor(ledger: &Path) -> BenchResult<Duration> {
     let script = "pragma synchronous = normal;
 pragma cache_size = -16384;
@@ -177,20 +177,23 @@ values (2, 'floor', 0, 'floor', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00
         cast('/floor/clean' as blob));
 .timer on
 select count(*) from seq as s join inputs as p on p.path = s.path
-where p.size = s.size and p.mtime_ns = s.mtime_ns;
-begin;
-update inputs set last_run = 2, last_seen = '2026-01-02T00:00:00.000000Z'
-from seq as s where inputs.path = s.path;
-insert into run_inputs (run, path) select 2, path from seq where true on conflict do nothing;
-insert into placements (path, out_root, planned, written, updated_at)
-select path, cast('/floor/clean' as blob), path, null, '2026-01-02T00:00:00.000000Z' from seq
-where true on conflict do nothing;
-commit;
-select status, count(*) from images
-where id in (select p.image_id from run_inputs as ri join inputs as p on p.path = ri.path
-             where ri.run = 2)
-group by status;
-delete from run_inputs where run = 2;
+where p.size = s.size and p.mtime_ns = s.mtime_ns and p.missing is null
+  and exists (select 1 from placements as pl
+              where pl.path = p.path and pl.out_root = cast('/floor/clean' as blob));
+select (select count(*) from inputs
+        where path > cast('/floor/photos/' as blob) and path < cast('/floor/photos0' as blob))
+     - (select count(*) from inputs
+        where path > cast('/floor/photos/' as blob) and path < cast('/floor/photos0' as blob)
+          and missing is not null);
+insert into run_roots (run, lo, hi, walked_at)
+values (2, cast('/floor/photos/' as blob), cast('/floor/photos0' as blob),
+        '2026-01-02T00:00:00.000000Z');
+select count(distinct i.id) filter (where i.status = 'new'),
+       count(distinct i.id) filter (where i.status = 'done')
+from run_roots as w
+join inputs as p on p.path > w.lo and p.path < w.hi
+join images as i on i.id = p.image_id
+where w.run = 2 and p.missing is null;
 ";
     sqlite_timed(ledger, script).map_err(|e| format!("sqlite3 rescan floor: {e}").into())
 }
