@@ -5,16 +5,24 @@
 -- keeps the rest: inputs recorded during the scan (new or changed content, found again after
 -- being missing, not yet planned in the run's OUT) and inputs named one by one.
 
--- The run (a live run, or the last completed walk of the folder, kept so `ledger show` can say
--- when an input was last seen) and the folder; `lo` and `hi` bound the paths below it (the
+-- The run (a live run, or the last completed walk of the folder into that OUT, kept so that
+-- `ledger show` can say when an input was last seen and a later rescan into the same OUT knows
+-- which inputs are planned there) and the folder; `lo` and `hi` bound the paths below it (the
 -- folder's bytes followed by '/' and by '0', the byte after '/').
+--
+-- Once a walk is complete every present input under its folder has a plan in its OUT (found
+-- ones were planned, the others marked missing), so an input not recorded since
+-- (`last_seen <= walked_at`) and not missing has one: no lookup of its plan per file.
 create table run_roots (
     run       integer not null references runs (id) on delete cascade,
     lo        blob    not null,
     hi        blob    not null,
+    out_root  blob    not null,
     walked_at text    not null,
     primary key (run, lo)
 ) without rowid;
+create index run_roots_out on run_roots (out_root, lo);
+create index run_roots_lo on run_roots (lo);
 
 -- The run whose complete walk of a folder holding this input did not find it; null while it is
 -- there. Cleared when a run finds the file again.

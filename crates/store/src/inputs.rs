@@ -62,9 +62,9 @@ impl Ledger {
                    j.key,
                    p.rowid,
                    p.missing is null and exists (
-                       select 1 from placements as pl
-                       where pl.path = p.path
-                         and pl.out_root = (select r.out_root from runs as r where r.id = ?2)))
+                       select 1 from run_roots as w
+                       where w.out_root = (select r.out_root from runs as r where r.id = ?2)
+                         and w.lo < p.path and p.path < w.hi and w.walked_at >= p.last_seen))
                ) as "answers!: String"
                from json_each(?1) as j
                join inputs as p

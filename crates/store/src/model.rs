@@ -167,10 +167,12 @@ pub enum Lookup {
     /// Not recorded, or recorded with another size or mtime: to hash.
     Changed,
     /// Recorded with this size and mtime, but this run must record it (an earlier walk did not
-    /// find it, or it has no plan in this run's OUT yet): [`Ledger::record_unchanged`].
+    /// find it, or no complete walk into this run's OUT has found it as it is, so it may have
+    /// no plan there): [`Ledger::record_unchanged`].
     Unchanged,
-    /// Recorded with this size and mtime, present at the last walk and planned in this run's
-    /// OUT: nothing to write. A complete walk counts it as found ([`FoundInputs`]).
+    /// Recorded with this size and mtime and found as it is by a complete walk into this run's
+    /// OUT (so planned there): nothing to write. This run's complete walk counts it as found
+    /// ([`FoundInputs`]).
     Current(InputId),
 }
 

@@ -18,12 +18,13 @@ const MISSING_PAGE: i64 = 4096;
 impl Ledger {
     /// Records that `run` walked these INPUT folders completely, having found the inputs it
     /// recorded and those in `found`. Inputs under the folders found by neither are marked
-    /// missing (unless a live run recorded them since: that run found them), then the folders
-    /// join the run's inputs. Returns how many were marked.
+    /// missing, then the folders join the run's inputs. Returns how many were marked.
     ///
     /// Two counts settle the usual case: every input found is in the ledger, so when the
     /// ledger holds as many present inputs under the folders as were found, none is missing.
-    /// Runs whose heartbeat is older than `live_within` count as dead.
+    /// An input another live run recorded after this walk passed its folder is marked too:
+    /// that run holds it by its `run_inputs` row, and the next walk to find it records it
+    /// again. Walks of runs whose heartbeat is older than `live_within` count as over.
     pub async fn complete_walk(
         &self,
         run: RunId,
@@ -70,15 +71,11 @@ impl Ledger {
                            where p.path > ?1 and p.path < ?2 and p.missing is null
                              and not exists (select 1 from run_inputs as ri
                                              where ri.run = ?3 and ri.path = p.path)
-                             and not exists (select 1 from runs as r
-                                             where r.id = p.last_run and r.id <> ?3
-                                               and r.finished_at is null and r.heartbeat_at > ?4)
                            order by p.path
-                           limit ?5"#,
+                           limit ?4"#,
                         after,
                         hi,
                         run.0,
-                        live_since,
                         MISSING_PAGE
                     )
                     .fetch_all(&mut *tx)
@@ -121,7 +118,8 @@ impl Ledger {
         }
         for (lo, hi) in &bounds {
             sqlx::query!(
-                "insert into run_roots (run, lo, hi, walked_at) values (?1, ?2, ?3, ?4)
+                "insert into run_roots (run, lo, hi, out_root, walked_at)
+                 select ?1, ?2, ?3, r.out_root, ?4 from runs as r where r.id = ?1
                  on conflict (run, lo) do update set walked_at = excluded.walked_at",
                 run.0,
                 lo,
@@ -131,11 +129,12 @@ impl Ledger {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.db_err(e))?;
-            // The walks of the same folder by runs that are over: only the latest one still
-            // says something (when the inputs under it were last seen).
+            // Earlier walks of the same folder into the same OUT by runs that are over: this
+            // one says all they said.
             sqlx::query!(
                 "delete from run_roots
                  where lo = ?1 and run <> ?2
+                   and out_root = (select r.out_root from runs as r where r.id = ?2)
                    and run in (select r.id from runs as r
                                where r.finished_at is not null or r.heartbeat_at <= ?3)",
                 lo,

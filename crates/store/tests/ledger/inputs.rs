@@ -1,8 +1,9 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use eraser_store::{Error, ErrorKind, ImageStatus, InputRecord, Lookup, SeenInput};
+use eraser_store::{Error, ErrorKind, FoundInputs, ImageStatus, InputRecord, Lookup, SeenInput};
 use futures_util::TryStreamExt;
 
 use crate::support::{fresh, input, record, sha};
@@ -56,10 +57,7 @@ async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip() {
         .map(|r| (r.path.as_path(), r.size, r.mtime_ns))
         .collect();
     let known = t.ledger.look_up_inputs(run, &stamps).await.unwrap();
-    assert!(
-        known.iter().all(|k| matches!(k, Lookup::Current(_))),
-        "{known:?}"
-    );
+    assert!(known.iter().all(|k| *k != Lookup::Changed), "{known:?}");
     let listed: Vec<_> = t
         .ledger
         .run_inputs(run, None, 10)
@@ -118,18 +116,55 @@ async fn unchanged_inputs_are_those_with_the_same_path_size_and_mtime() {
         .await
         .unwrap();
 
-    assert!(matches!(answer[0], Lookup::Current(_)), "{answer:?}");
+    assert_eq!(answer[0], Lookup::Unchanged);
     assert_eq!(answer[1..4], [Lookup::Changed; 3]);
-    assert!(matches!(answer[4], Lookup::Current(_)), "{answer:?}");
+    assert_eq!(answer[4], Lookup::Unchanged);
     assert!(t.ledger.look_up_inputs(run, &[]).await.unwrap().is_empty());
 }
 
 #[tokio::test]
-async fn an_unchanged_input_without_a_plan_in_the_runs_out_must_be_recorded() {
+async fn an_unchanged_input_is_current_only_for_the_out_of_the_walk_that_found_it() {
     let t = fresh().await;
     let first = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     t.ledger
         .record_inputs(first, &[input("/in/a.jpg", 1)])
+        .await
+        .unwrap();
+    t.ledger
+        .complete_walk(
+            first,
+            &[PathBuf::from("/in")],
+            &FoundInputs::default(),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let stamp = [(Path::new("/in/a.jpg"), 1001, 1_700_000_000_000_000_000)];
+    let same_out = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    let elsewhere = t
+        .ledger
+        .begin_run("test", Path::new("/other-out"))
+        .await
+        .unwrap();
+
+    let here = t.ledger.look_up_inputs(same_out, &stamp).await.unwrap();
+    let there = t.ledger.look_up_inputs(elsewhere, &stamp).await.unwrap();
+
+    assert!(matches!(here[0], Lookup::Current(_)), "{here:?}");
+    assert_eq!(there, [Lookup::Unchanged], "no plan in /other-out yet");
+}
+
+#[tokio::test]
+async fn an_input_recorded_after_the_last_walk_into_the_out_is_not_current() {
+    let t = fresh().await;
+    let first = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    t.ledger
+        .complete_walk(
+            first,
+            &[PathBuf::from("/in")],
+            &FoundInputs::default(),
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     let elsewhere = t
@@ -137,17 +172,22 @@ async fn an_unchanged_input_without_a_plan_in_the_runs_out_must_be_recorded() {
         .begin_run("test", Path::new("/other-out"))
         .await
         .unwrap();
+    t.ledger
+        .record_inputs(elsewhere, &[input("/in/late.jpg", 1)])
+        .await
+        .unwrap();
+    let again = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
 
-    let answer = t
+    let known = t
         .ledger
         .look_up_inputs(
-            elsewhere,
-            &[(Path::new("/in/a.jpg"), 1001, 1_700_000_000_000_000_000)],
+            again,
+            &[(Path::new("/in/late.jpg"), 1001, 1_700_000_000_000_000_000)],
         )
         .await
         .unwrap();
 
-    assert_eq!(answer, [Lookup::Unchanged]);
+    assert_eq!(known, [Lookup::Unchanged], "it may have no plan in /out");
 }
 
 #[tokio::test]

@@ -44,10 +44,15 @@ async fn rescan(ledger: &Ledger, found: impl IntoIterator<Item = u64>) -> (RunId
     (run, marked)
 }
 
-/// A first run that recorded inputs 0..count and finished.
+/// A first run that recorded inputs 0..count, walked `/in` completely and finished.
 async fn recorded(ledger: &Ledger, count: u64) {
     let run = ledger.begin_run("first", Path::new("/out")).await.unwrap();
     record(ledger, run, 0, count).await;
+    let marked = ledger
+        .complete_walk(run, &[PathBuf::from("/in")], &FoundInputs::default(), LIVE)
+        .await
+        .unwrap();
+    assert_eq!(marked, 0, "every input was recorded");
     ledger.finish_run(run, "complete", "{}").await.unwrap();
 }
 
@@ -125,7 +130,7 @@ async fn a_missing_input_found_again_is_recorded_and_the_runs_again() {
 }
 
 #[tokio::test]
-async fn a_walk_leaves_alone_inputs_that_a_live_run_recorded() {
+async fn an_input_a_live_run_recorded_behind_the_walk_stays_that_runs_only() {
     let t = fresh().await;
     recorded(&t.ledger, 2).await;
     let other = t
@@ -133,15 +138,15 @@ async fn a_walk_leaves_alone_inputs_that_a_live_run_recorded() {
         .begin_run("other", Path::new("/out"))
         .await
         .unwrap();
-    record(&t.ledger, other, 100, 1).await;
+    let late = record(&t.ledger, other, 100, 1).await;
 
     let (run, marked) = rescan(&t.ledger, 0..2).await;
 
-    assert_eq!(
-        marked, 0,
-        "the live run found it; this walk may have passed too early"
-    );
-    assert_eq!(t.ledger.run_progress(run).await.unwrap().inputs, 3);
+    assert_eq!(marked, 1, "this walk did not find it");
+    assert_eq!(t.ledger.run_progress(run).await.unwrap().inputs, 2);
+    assert_eq!(t.ledger.run_progress(other).await.unwrap().inputs, 1);
+    let of_other = t.ledger.run_inputs_of_image(other, &late[0]).await.unwrap();
+    assert_eq!(of_other.len(), 1);
 }
 
 #[tokio::test]

@@ -165,9 +165,10 @@ commit;
 
 /// Time `sqlite3` alone takes for the ledger work of a rescan of every input of a ledger
 /// filled by [`ledger_insert_floor`] (all unchanged), for a new run (id 2) into the same OUT:
-/// per file one lookup by path comparing size and mtime, with the input's missing mark and its
-/// plan in the run's OUT; then the complete walk (the present inputs under the folder counted,
-/// the folder recorded) and at the run's end its images counted by status.
+/// per file one lookup by path comparing size and mtime, with the input's missing mark and the
+/// last complete walk into the run's OUT; then the complete walk (the present inputs under the
+/// folder counted, the folder recorded) and at the run's end its images counted by status. The
+/// first scan's walk of the folder is recorded first, untimed.
 pub fn ledger_rescan_floor(ledger: &Path) -> BenchResult<Duration> {
     let script = "pragma synchronous = normal;
 pragma cache_size = -16384;
@@ -175,19 +176,23 @@ create temp table seq as select path, size, mtime_ns from inputs order by path;
 insert into runs (id, host, pid, command, started_at, heartbeat_at, out_root)
 values (2, 'floor', 0, 'floor', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z',
         cast('/floor/clean' as blob));
+insert into run_roots (run, lo, hi, out_root, walked_at)
+values (1, cast('/floor/photos/' as blob), cast('/floor/photos0' as blob),
+        cast('/floor/clean' as blob), '2026-01-01T12:00:00.000000Z');
 .timer on
 select count(*) from seq as s join inputs as p on p.path = s.path
 where p.size = s.size and p.mtime_ns = s.mtime_ns and p.missing is null
-  and exists (select 1 from placements as pl
-              where pl.path = p.path and pl.out_root = cast('/floor/clean' as blob));
+  and exists (select 1 from run_roots as w
+              where w.out_root = cast('/floor/clean' as blob)
+                and w.lo < p.path and p.path < w.hi and w.walked_at >= p.last_seen);
 select (select count(*) from inputs
         where path > cast('/floor/photos/' as blob) and path < cast('/floor/photos0' as blob))
      - (select count(*) from inputs
         where path > cast('/floor/photos/' as blob) and path < cast('/floor/photos0' as blob)
           and missing is not null);
-insert into run_roots (run, lo, hi, walked_at)
+insert into run_roots (run, lo, hi, out_root, walked_at)
 values (2, cast('/floor/photos/' as blob), cast('/floor/photos0' as blob),
-        '2026-01-02T00:00:00.000000Z');
+        cast('/floor/clean' as blob), '2026-01-02T00:00:00.000000Z');
 select count(distinct i.id) filter (where i.status = 'new'),
        count(distinct i.id) filter (where i.status = 'done')
 from run_roots as w
