@@ -66,6 +66,30 @@ fn a_file_deleted_since_the_last_run_is_not_uploaded_counted_or_placed() {
 }
 
 #[test]
+fn ledger_show_of_a_deleted_input_says_which_run_did_not_find_it() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let expected = three_recorded(&td, &emu);
+    let gone = expected.keys().next().cloned().expect("an image");
+    let input = input_of(&td, &gone);
+    std::fs::remove_file(&input).expect("delete an input");
+    td.run(&emu, &[&td.inputs()], &td.out(), &["--dry-run"])
+        .expect_code(0);
+    let path = input.to_str().expect("a UTF-8 path");
+
+    let shown = td
+        .ledger_cmd(&emu, &["show", path, "--json"])
+        .expect_code(0)
+        .json();
+    let text = td.ledger_cmd(&emu, &["show", path]).expect_code(0).stdout;
+
+    let row = &shown["inputs"][0];
+    assert_eq!(row["path"], path);
+    assert!(row["missing"].is_u64(), "{row}");
+    assert!(text.contains("not found by run"), "{text}");
+}
+
+#[test]
 fn a_file_that_is_no_longer_an_image_is_not_uploaded_under_its_old_content() {
     let emu = emulator(Knobs::default());
     let td = TestDir::new();

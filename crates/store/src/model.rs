@@ -329,6 +329,9 @@ pub struct InputRow {
     pub output_path: Option<PathBuf>,
     pub last_run: Option<RunId>,
     pub last_seen: DateTime<Utc>,
+    /// The run whose complete walk of this input's folder did not find it (deleted, moved, no
+    /// longer usable); `None` while it is there.
+    pub missing: Option<RunId>,
 }
 
 /// An input of a run together with its image's state (what `place` and `list` need).

@@ -66,7 +66,8 @@ impl Ledger {
                                 order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
                       max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
                                 where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
-                          as "last_seen!: DateTime<Utc>"
+                          as "last_seen!: DateTime<Utc>",
+                      p.missing
                from inputs as p join images as i on i.id = p.image_id
                where p.path = ?1"#,
             key
@@ -93,7 +94,8 @@ impl Ledger {
                                 order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
                       max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
                                 where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
-                          as "last_seen!: DateTime<Utc>"
+                          as "last_seen!: DateTime<Utc>",
+                      p.missing
                from images as i join inputs as p on p.image_id = i.id
                where i.sha256 = ?1
                order by p.path"#,
@@ -118,7 +120,8 @@ impl Ledger {
                                 order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
                       max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
                                 where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
-                          as "last_seen!: DateTime<Utc>"
+                          as "last_seen!: DateTime<Utc>",
+                      p.missing
                from images as i
                join inputs as p on p.image_id = i.id
                left join placements as pl
@@ -359,7 +362,8 @@ impl Ledger {
                                 order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
                       max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
                                 where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
-                          as "last_seen!: DateTime<Utc>", i.status,
+                          as "last_seen!: DateTime<Utc>",
+                      p.missing, i.status,
                       i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
                       i.output_url, i.error_code, i.error_message
                from (select path from (select ri.path from run_inputs as ri
@@ -481,7 +485,8 @@ impl Ledger {
                                 order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
                       max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
                                 where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
-                          as "last_seen!: DateTime<Utc>", i.status,
+                          as "last_seen!: DateTime<Utc>",
+                      p.missing, i.status,
                       i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
                       i.output_url, i.error_code, i.error_message
                from inputs as p join images as i on i.id = p.image_id

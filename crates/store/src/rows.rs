@@ -43,6 +43,7 @@ pub(crate) struct RawInput {
     pub output_path: Option<Vec<u8>>,
     pub last_run: Option<i64>,
     pub last_seen: DateTime<Utc>,
+    pub missing: Option<i64>,
 }
 
 /// An `inputs` row joined with the state of its image.
@@ -55,6 +56,7 @@ pub(crate) struct RawInputState {
     pub output_path: Option<Vec<u8>>,
     pub last_run: Option<i64>,
     pub last_seen: DateTime<Utc>,
+    pub missing: Option<i64>,
     pub status: String,
     pub image_output_path: Option<Vec<u8>>,
     pub image_output_sha256: Option<String>,
@@ -115,6 +117,7 @@ impl Ledger {
             output_path: r.output_path.map(path_from_bytes),
             last_run: r.last_run.map(RunId),
             last_seen: r.last_seen,
+            missing: r.missing.map(RunId),
         })
     }
 
@@ -128,6 +131,7 @@ impl Ledger {
             output_path: r.output_path,
             last_run: r.last_run,
             last_seen: r.last_seen,
+            missing: r.missing,
         };
         Ok(InputState {
             input: self.decode_input(input)?,

@@ -291,6 +291,8 @@ struct InputJson<'a> {
     output_path: Option<Cow<'a, str>>,
     last_run: Option<i64>,
     last_seen: DateTime<Utc>,
+    /// The run whose complete walk did not find it (null while it is there).
+    missing: Option<i64>,
 }
 
 impl<'a> From<&'a InputRow> for InputJson<'a> {
@@ -304,6 +306,7 @@ impl<'a> From<&'a InputRow> for InputJson<'a> {
             output_path: r.output_path.as_deref().map(Path::to_string_lossy),
             last_run: r.last_run.map(|run| run.0),
             last_seen: r.last_seen,
+            missing: r.missing.map(|run| run.0),
         }
     }
 }
@@ -481,14 +484,18 @@ async fn show(
         out.write_all(text.as_bytes()).context(STDOUT)?;
         return Ok(Status::Done);
     }
+    // A path is looked up even when the file is gone: the ledger still holds the input.
+    let input = match parse_sha(key) {
+        Some(_) => None,
+        None => find_input(ledger, Path::new(key)).await?,
+    };
     let image =
-        if Path::new(key).exists() {
-            let input = find_input(ledger, Path::new(key))
-                .await?
-                .with_context(|| format!("{key} is not an input in the ledger"))?;
+        if let Some(input) = input {
             Some(ledger.image(&input.sha256).await?.with_context(|| {
                 format!("the ledger has no image {} for input {key}", input.sha256)
             })?)
+        } else if Path::new(key).exists() {
+            anyhow::bail!("{key} is not an input in the ledger")
         } else if let Some(sha) = parse_sha(key) {
             ledger.image(&sha).await?
         } else {
@@ -636,7 +643,10 @@ fn render_image(r: &ImageRow, inputs: &[InputRow]) -> String {
             (None, Some(p)) => format!("(not placed yet; planned {})", p.display()),
             (None, None) => "(not placed yet)".into(),
         };
-        row("", format!("{} → {out}", i.path.display()));
+        let gone = i
+            .missing
+            .map_or_else(String::new, |run| format!(" (not found by run {})", run.0));
+        row("", format!("{} → {out}{gone}", i.path.display()));
     }
     s
 }
@@ -1263,6 +1273,7 @@ mod tests {
                 output_path: None,
                 last_run: None,
                 last_seen: now,
+                missing: None,
             },
             status: ImageStatus::Failed,
             image_output_path: None,
