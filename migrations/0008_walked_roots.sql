@@ -31,4 +31,17 @@ alter table inputs add column missing integer;
 -- alone (all of them, less these).
 create index inputs_missing on inputs (path) where missing is not null;
 
+-- Inputs with when they were last seen: by the run that recorded them, or by a later complete
+-- walk of a folder holding them that found them there (such a walk writes nothing per input).
+create view inputs_seen as
+select p.path, p.size, p.mtime_ns, p.image_id, p.missing,
+       coalesce((select w.run from run_roots as w
+                 where p.missing is null and w.lo < p.path and p.path < w.hi
+                   and w.walked_at > p.last_seen
+                 order by w.walked_at desc limit 1), p.last_run) as last_run,
+       max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
+                                  where p.missing is null and w.lo < p.path and p.path < w.hi),
+                                 '')) as last_seen
+from inputs as p;
+
 update meta set value = '8' where key = 'schema_version';

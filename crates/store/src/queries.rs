@@ -60,15 +60,9 @@ impl Ledger {
                        order by pl.updated_at desc limit 1) as "planned_output?: Vec<u8>",
                       (select pl.written from placements as pl where pl.path = p.path
                        order by pl.updated_at desc limit 1) as "output_path?: Vec<u8>",
-                      coalesce((select w.run from run_roots as w
-                                where p.missing is null and p.path > w.lo and p.path < w.hi
-                                  and w.walked_at > p.last_seen
-                                order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
-                      max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
-                                where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
-                          as "last_seen!: DateTime<Utc>",
+                      p.last_run as "last_run?: i64", p.last_seen as "last_seen!: DateTime<Utc>",
                       p.missing
-               from inputs as p join images as i on i.id = p.image_id
+               from inputs_seen as p join images as i on i.id = p.image_id
                where p.path = ?1"#,
             key
         )
@@ -88,15 +82,9 @@ impl Ledger {
                        order by pl.updated_at desc limit 1) as "planned_output?: Vec<u8>",
                       (select pl.written from placements as pl where pl.path = p.path
                        order by pl.updated_at desc limit 1) as "output_path?: Vec<u8>",
-                      coalesce((select w.run from run_roots as w
-                                where p.missing is null and p.path > w.lo and p.path < w.hi
-                                  and w.walked_at > p.last_seen
-                                order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
-                      max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
-                                where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
-                          as "last_seen!: DateTime<Utc>",
+                      p.last_run as "last_run?: i64", p.last_seen as "last_seen!: DateTime<Utc>",
                       p.missing
-               from images as i join inputs as p on p.image_id = i.id
+               from images as i join inputs_seen as p on p.image_id = i.id
                where i.sha256 = ?1
                order by p.path"#,
             key
@@ -114,16 +102,10 @@ impl Ledger {
             RawInput,
             r#"select p.path, p.size, p.mtime_ns, i.sha256,
                       pl.planned as "planned_output?: Vec<u8>", pl.written as "output_path?: Vec<u8>",
-                      coalesce((select w.run from run_roots as w
-                                where p.missing is null and p.path > w.lo and p.path < w.hi
-                                  and w.walked_at > p.last_seen
-                                order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
-                      max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
-                                where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
-                          as "last_seen!: DateTime<Utc>",
+                      p.last_run as "last_run?: i64", p.last_seen as "last_seen!: DateTime<Utc>",
                       p.missing
                from images as i
-               join inputs as p on p.image_id = i.id
+               join inputs_seen as p on p.image_id = i.id
                left join placements as pl
                  on pl.path = p.path and pl.out_root = (select r.out_root from runs as r where r.id = ?1)
                where i.sha256 = ?2
@@ -356,13 +338,7 @@ impl Ledger {
             RawInputState,
             r#"select p.path, p.size, p.mtime_ns, i.sha256,
                       pl.planned as "planned_output?: Vec<u8>", pl.written as "output_path?: Vec<u8>",
-                      coalesce((select w.run from run_roots as w
-                                where p.missing is null and p.path > w.lo and p.path < w.hi
-                                  and w.walked_at > p.last_seen
-                                order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
-                      max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
-                                where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
-                          as "last_seen!: DateTime<Utc>",
+                      p.last_run as "last_run?: i64", p.last_seen as "last_seen!: DateTime<Utc>",
                       p.missing, i.status,
                       i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
                       i.output_url, i.error_code, i.error_message
@@ -383,7 +359,7 @@ impl Ledger {
                                                        and p.path < w.hi)
                                        order by p.path limit ?3)
                      order by path limit ?3) as m
-               join inputs as p on p.path = m.path
+               join inputs_seen as p on p.path = m.path
                join images as i on i.id = p.image_id
                left join placements as pl
                  on pl.path = p.path and pl.out_root = (select r.out_root from runs as r where r.id = ?1)
@@ -479,17 +455,11 @@ impl Ledger {
                        order by pl.updated_at desc limit 1) as "planned_output?: Vec<u8>",
                       (select pl.written from placements as pl where pl.path = p.path
                        order by pl.updated_at desc limit 1) as "output_path?: Vec<u8>",
-                      coalesce((select w.run from run_roots as w
-                                where p.missing is null and p.path > w.lo and p.path < w.hi
-                                  and w.walked_at > p.last_seen
-                                order by w.walked_at desc limit 1), p.last_run) as "last_run?: i64",
-                      max(p.last_seen, coalesce((select max(w.walked_at) from run_roots as w
-                                where p.missing is null and p.path > w.lo and p.path < w.hi), ''))
-                          as "last_seen!: DateTime<Utc>",
+                      p.last_run as "last_run?: i64", p.last_seen as "last_seen!: DateTime<Utc>",
                       p.missing, i.status,
                       i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
                       i.output_url, i.error_code, i.error_message
-               from inputs as p join images as i on i.id = p.image_id
+               from inputs_seen as p join images as i on i.id = p.image_id
                order by p.path"#
         )
         .fetch(&self.read)
