@@ -94,3 +94,49 @@ pub(crate) fn to_u64(v: i64) -> u64 {
 pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
+
+/// The byte range `[low, high)` holding every path strictly inside `folder`: its paths start
+/// with `folder/`, and `0` is the byte after `/`.
+pub(crate) fn subtree_range(folder: &Path) -> (Vec<u8>, Vec<u8>) {
+    let mut low = path_bytes(folder).to_vec();
+    if low.last() != Some(&b'/') {
+        low.push(b'/');
+    }
+    let mut high = low.clone();
+    if let Some(last) = high.last_mut() {
+        *last = b'0';
+    }
+    (low, high)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::subtree_range;
+
+    fn inside(folder: &str, path: &str) -> bool {
+        let (low, high) = subtree_range(Path::new(folder));
+        let p = path.as_bytes();
+        low.as_slice() <= p && p < high.as_slice()
+    }
+
+    #[test]
+    fn a_subtree_range_holds_the_folder_s_paths_and_not_its_siblings() {
+        assert!(inside("/in", "/in/a.txt"));
+        assert!(inside("/in", "/in/sub/b.txt"));
+        assert!(!inside("/in", "/in"));
+        assert!(!inside("/in", "/in2/a.txt"));
+        assert!(!inside("/in", "/in.d/a.txt"));
+        assert!(!inside("/in", "/in-old/a.txt"));
+        assert!(!inside("/in", "/im/a.txt"));
+        assert!(!inside("/in/sub", "/in/a.txt"));
+    }
+
+    #[test]
+    fn the_root_folder_s_range_holds_every_absolute_path() {
+        let (low, high) = subtree_range(Path::new("/"));
+        assert_eq!((low.as_slice(), high.as_slice()), (&b"/"[..], &b"0"[..]));
+        assert!(inside("/", "/x/y/z.webp"));
+    }
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::ledger::{now_text, path_bytes, path_from_bytes};
+use crate::ledger::{now_text, path_bytes, path_from_bytes, subtree_range};
 use crate::{Ledger, RejectKind, RejectedRow, Rejection, Result, RunId};
 
 /// One rejection of a batch, as the SQL below reads it from the JSON array.
@@ -66,7 +66,7 @@ impl Ledger {
     pub async fn prune_rejected(&self, run: RunId, folders: &[&Path]) -> Result<u64> {
         let mut forgotten = 0;
         for folder in folders {
-            let (low, high) = subtree_range(path_bytes(folder));
+            let (low, high) = subtree_range(folder);
             let done = sqlx::query!(
                 "delete from rejected_inputs where path >= ?1 and path < ?2 and run <> ?3",
                 low,
@@ -131,42 +131,5 @@ impl Ledger {
             run: r.run,
             seen_at: r.seen_at,
         })
-    }
-}
-
-/// The byte range `[low, high)` holding every path strictly inside `folder`: its paths start
-/// with `folder/`, and `0` is the byte after `/`.
-fn subtree_range(folder: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let mut low = folder.to_vec();
-    if low.last() != Some(&b'/') {
-        low.push(b'/');
-    }
-    let mut high = low.clone();
-    if let Some(last) = high.last_mut() {
-        *last = b'0';
-    }
-    (low, high)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::subtree_range;
-
-    #[test]
-    fn a_subtree_range_holds_the_folder_s_paths_and_not_its_siblings() {
-        let (low, high) = subtree_range(b"/in");
-        let inside = |p: &[u8]| low.as_slice() <= p && p < high.as_slice();
-        assert!(inside(b"/in/a.txt"));
-        assert!(inside(b"/in/sub/b.txt"));
-        assert!(!inside(b"/in"));
-        assert!(!inside(b"/in2/a.txt"));
-        assert!(!inside(b"/in.d/a.txt"));
-        assert!(!inside(b"/im/a.txt"));
-    }
-
-    #[test]
-    fn the_root_folder_s_range_holds_every_absolute_path() {
-        let (low, high) = subtree_range(b"/");
-        assert_eq!((low.as_slice(), high.as_slice()), (&b"/"[..], &b"0"[..]));
     }
 }

@@ -6,10 +6,10 @@
 //! unchanged tree writes nothing per file: [`Ledger::complete_walk`] compares two counts and
 //! marks the few inputs the walk did not find.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::ledger::{now_text, path_bytes, text_before};
+use crate::ledger::{now_text, subtree_range, text_before};
 use crate::{FoundInputs, InputId, Ledger, Result, RunId};
 
 /// Inputs read per statement when looking for those a walk did not find.
@@ -32,7 +32,7 @@ impl Ledger {
         found: &FoundInputs,
         live_within: Duration,
     ) -> Result<u64> {
-        let bounds: Vec<(Vec<u8>, Vec<u8>)> = folders.iter().map(|f| folder_bounds(f)).collect();
+        let bounds: Vec<(Vec<u8>, Vec<u8>)> = folders.iter().map(|f| subtree_range(f)).collect();
         let now = now_text();
         let live_since = text_before(live_within);
         let mut tx = self.begin_write().await?;
@@ -147,45 +147,5 @@ impl Ledger {
         }
         tx.commit().await.map_err(|e| self.db_err(e))?;
         Ok(marked)
-    }
-}
-
-/// The bounds of the paths below `folder`: its bytes followed by `/`, and by `0` (the byte
-/// after `/`), so `lo < path < hi` holds exactly for the paths inside it.
-pub(crate) fn folder_bounds(folder: &Path) -> (Vec<u8>, Vec<u8>) {
-    let bytes = path_bytes(folder);
-    let stem = bytes.strip_suffix(b"/").unwrap_or(bytes);
-    let mut lo = stem.to_vec();
-    lo.push(b'/');
-    let mut hi = stem.to_vec();
-    hi.push(b'/' + 1);
-    (lo, hi)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn inside(folder: &str, path: &str) -> bool {
-        let (lo, hi) = folder_bounds(Path::new(folder));
-        let p = path.as_bytes();
-        lo.as_slice() < p && p < hi.as_slice()
-    }
-
-    #[test]
-    fn bounds_hold_the_paths_below_the_folder_and_nothing_else() {
-        assert!(inside("/photos", "/photos/a.jpg"));
-        assert!(inside("/photos", "/photos/2024/deep/b.png"));
-        assert!(!inside("/photos", "/photos"));
-        assert!(!inside("/photos", "/photos2/a.jpg"));
-        assert!(!inside("/photos", "/photos-old/a.jpg"));
-        assert!(!inside("/photos", "/photo/a.jpg"));
-        assert!(!inside("/photos/2024", "/photos/a.jpg"));
-    }
-
-    #[test]
-    fn the_root_folder_holds_every_absolute_path() {
-        assert!(inside("/", "/a.jpg"));
-        assert!(inside("/", "/x/y/z.webp"));
     }
 }
