@@ -341,6 +341,8 @@ pub struct InputState {
     pub status: ImageStatus,
     pub image_output_path: Option<PathBuf>,
     pub image_output_sha256: Option<Sha256>,
+    /// Size of the stored result, so an output in place is checked without another query.
+    pub image_output_size: Option<u64>,
     pub output_url: Option<String>,
     pub error_code: Option<i64>,
     pub error_message: Option<String>,

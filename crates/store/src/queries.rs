@@ -341,6 +341,7 @@ impl Ledger {
                       p.last_run as "last_run?: i64", p.last_seen as "last_seen!: DateTime<Utc>",
                       p.missing, i.status,
                       i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
+                      i.output_size as image_output_size,
                       i.output_url, i.error_code, i.error_message
                from (select path from (select ri.path from run_inputs as ri
                                        where ri.run = ?1 and ri.path > ?2
@@ -458,6 +459,7 @@ impl Ledger {
                       p.last_run as "last_run?: i64", p.last_seen as "last_seen!: DateTime<Utc>",
                       p.missing, i.status,
                       i.output_path as image_output_path, i.output_sha256 as image_output_sha256,
+                      i.output_size as image_output_size,
                       i.output_url, i.error_code, i.error_message
                from inputs_seen as p join images as i on i.id = p.image_id
                order by p.path"#

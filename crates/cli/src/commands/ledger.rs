@@ -1278,6 +1278,7 @@ mod tests {
             status: ImageStatus::Failed,
             image_output_path: None,
             image_output_sha256: None,
+            image_output_size: None,
             output_url: None,
             error_code: Some(300010),
             error_message: Some("no \"credits\"\nleft".into()),

@@ -1112,9 +1112,7 @@ async fn materialize(
     counters: &Counters,
     state: &InputState,
 ) -> anyhow::Result<bool> {
-    let image = ledger.image(&state.input.sha256).await?;
-    let expected_size = image.as_ref().and_then(|i| i.output_size);
-    if place::in_place(state, expected_size) {
+    if place::in_place(state, state.image_output_size) {
         return Ok(true);
     }
     let Some(dest) = place::destination(&state.input) else {
