@@ -1,12 +1,11 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use eraser_store::{Error, ErrorKind, FoundInputs, ImageStatus, InputRecord, Lookup, SeenInput};
+use eraser_store::{Error, ErrorKind, ImageStatus, InputRecord, Lookup, SeenInput};
 use futures_util::TryStreamExt;
 
-use crate::support::{fresh, input, record, sha};
+use crate::support::{fresh, input, record, sha, walk_of_in_recorded};
 
 fn awkward_paths() -> Vec<PathBuf> {
     vec![
@@ -130,15 +129,7 @@ async fn an_unchanged_input_is_current_only_for_the_out_of_the_walk_that_found_i
         .record_inputs(first, &[input("/in/a.jpg", 1)])
         .await
         .unwrap();
-    t.ledger
-        .complete_walk(
-            first,
-            &[PathBuf::from("/in")],
-            &FoundInputs::default(),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+    walk_of_in_recorded(&t.ledger, first).await;
     let stamp = [(Path::new("/in/a.jpg"), 1001, 1_700_000_000_000_000_000)];
     let same_out = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let elsewhere = t
@@ -158,15 +149,7 @@ async fn an_unchanged_input_is_current_only_for_the_out_of_the_walk_that_found_i
 async fn an_input_recorded_after_the_last_walk_into_the_out_is_not_current() {
     let t = fresh().await;
     let first = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
-    t.ledger
-        .complete_walk(
-            first,
-            &[PathBuf::from("/in")],
-            &FoundInputs::default(),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+    walk_of_in_recorded(&t.ledger, first).await;
     let elsewhere = t
         .ledger
         .begin_run("test", Path::new("/other-out"))

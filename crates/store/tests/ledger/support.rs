@@ -2,7 +2,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use eraser_store::{DoneRecord, Failure, ImageStatus, InputRecord, Ledger, RunId, Sha256};
+use eraser_store::{
+    DoneRecord, Failure, FoundInputs, ImageStatus, InputRecord, Ledger, RunId, Sha256,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 use tempfile::TempDir;
@@ -44,6 +46,20 @@ pub fn input(path: impl Into<PathBuf>, n: u64) -> InputRecord {
         format: "jpeg".into(),
         planned_output,
     }
+}
+
+/// Completes `run`'s walk of `/in` having found nothing it did not record; returns how many
+/// inputs the walk marked missing.
+pub async fn walk_of_in_recorded(ledger: &Ledger, run: RunId) -> u64 {
+    ledger
+        .complete_walk(
+            run,
+            &[PathBuf::from("/in")],
+            &FoundInputs::default(),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
 }
 
 /// Records `count` inputs `/in/img-<n>.jpg` holding images `first..first+count` for `run`.

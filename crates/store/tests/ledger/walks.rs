@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use eraser_store::{FoundInputs, Ledger, Lookup, RunId, SeenInput};
 
-use crate::support::{fresh, record};
+use crate::support::{fresh, record, walk_of_in_recorded};
 
 const LIVE: Duration = Duration::from_secs(60);
 
@@ -48,11 +48,11 @@ async fn rescan(ledger: &Ledger, found: impl IntoIterator<Item = u64>) -> (RunId
 async fn recorded(ledger: &Ledger, count: u64) {
     let run = ledger.begin_run("first", Path::new("/out")).await.unwrap();
     record(ledger, run, 0, count).await;
-    let marked = ledger
-        .complete_walk(run, &[PathBuf::from("/in")], &FoundInputs::default(), LIVE)
-        .await
-        .unwrap();
-    assert_eq!(marked, 0, "every input was recorded");
+    assert_eq!(
+        walk_of_in_recorded(ledger, run).await,
+        0,
+        "every input was recorded"
+    );
     ledger.finish_run(run, "complete", "{}").await.unwrap();
 }
 
