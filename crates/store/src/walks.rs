@@ -92,20 +92,13 @@ impl Ledger {
                         continue;
                     }
                     let ids = serde_json::to_string(&gone).map_err(|e| self.invalid(e))?;
-                    // Last seen: the latest completed walk that found it, if later than its row.
+                    // When it was last seen (the `inputs_seen` view) is kept: once it is
+                    // missing, later walks no longer count for it.
                     marked += sqlx::query!(
-                        "update inputs set
-                             missing = ?1,
-                             last_run = coalesce(
-                                 (select w.run from run_roots as w
-                                  where inputs.path > w.lo and inputs.path < w.hi
-                                    and w.walked_at > inputs.last_seen
-                                  order by w.walked_at desc limit 1),
-                                 last_run),
-                             last_seen = max(last_seen, coalesce(
-                                 (select max(w.walked_at) from run_roots as w
-                                  where inputs.path > w.lo and inputs.path < w.hi), ''))
-                         where rowid in (select value from json_each(?2))",
+                        "update inputs set missing = ?1, last_run = s.last_run, last_seen = s.last_seen
+                         from inputs_seen as s
+                         where s.path = inputs.path
+                           and inputs.rowid in (select value from json_each(?2))",
                         run.0,
                         ids
                     )

@@ -268,7 +268,6 @@ impl Scan {
                 .look_up_inputs(run, &stamps)
                 .await
                 .context("looking up inputs in the ledger")?;
-            drop(stamps);
             Ok((found, known))
         });
     }

@@ -55,7 +55,7 @@ pub enum WalkEvent {
 }
 
 /// Most files sent in one [`WalkEvent::Files`].
-pub const FILES_PER_EVENT: usize = 256;
+const FILES_PER_EVENT: usize = 256;
 /// Events the walk may be ahead of the scan by (with full `Files` events, 16k files).
 const EVENTS_BUFFERED: usize = 64;
 

@@ -62,6 +62,19 @@ pub async fn walk_of_in_recorded(ledger: &Ledger, run: RunId) -> u64 {
         .unwrap()
 }
 
+/// Claims up to `n` images for `run`; returns the source paths of the claims, sorted.
+pub async fn claimed_paths(ledger: &Ledger, run: RunId, n: u32) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = ledger
+        .claim_for_upload(run, n)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.source_path)
+        .collect();
+    paths.sort();
+    paths
+}
+
 /// Records `count` inputs `/in/img-<n>.jpg` holding images `first..first+count` for `run`.
 pub async fn record(ledger: &Ledger, run: RunId, first: u64, count: u64) -> Vec<Sha256> {
     let batch: Vec<_> = (first..first + count)

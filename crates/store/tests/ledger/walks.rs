@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use eraser_store::{FoundInputs, Ledger, Lookup, RunId, SeenInput};
 
-use crate::support::{fresh, record, walk_of_in_recorded};
+use crate::support::{claimed_paths, fresh, record, walk_of_in_recorded};
 
 const LIVE: Duration = Duration::from_secs(60);
 
@@ -80,16 +80,10 @@ async fn inputs_a_complete_walk_did_not_find_are_marked_missing_and_are_not_the_
 
     assert_eq!(marked, 2);
     assert_eq!(t.ledger.run_progress(run).await.unwrap().inputs, 3);
-    let mut claimed: Vec<PathBuf> = t
-        .ledger
-        .claim_for_upload(run, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.source_path)
-        .collect();
-    claimed.sort();
-    assert_eq!(claimed, [path(0), path(1), path(2)]);
+    assert_eq!(
+        claimed_paths(&t.ledger, run, 10).await,
+        [path(0), path(1), path(2)]
+    );
     assert_eq!(
         look_up(&t.ledger, run, 3).await,
         Lookup::Unchanged,
@@ -218,5 +212,23 @@ async fn a_finished_runs_walk_no_longer_counts_for_a_later_run() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_missing_input_keeps_when_it_was_last_seen_and_by_which_run() {
+    let t = fresh().await;
+    recorded(&t.ledger, 2).await;
+    let before = t.ledger.input(&path(1)).await.unwrap().unwrap();
+
+    let (run, marked) = rescan(&t.ledger, 0..1).await;
+
+    assert_eq!(marked, 1);
+    let after = t.ledger.input(&path(1)).await.unwrap().unwrap();
+    assert_eq!(after.missing, Some(run));
+    assert_eq!(after.last_run, before.last_run, "the first run saw it last");
+    assert_eq!(
+        after.last_seen, before.last_seen,
+        "when the first run's walk found it"
     );
 }
