@@ -18,7 +18,7 @@ impl Ledger {
     /// Forgets where a done image's result was stored (the file is gone), keeping the job and
     /// its URL so the next run downloads it again instead of uploading.
     pub async fn clear_image_output(&self, sha: &Sha256) -> Result<()> {
-        let key = sha.to_string();
+        let key = &sha.0[..];
         let now = now_text();
         let done = sqlx::query!(
             "update images set output_path = null, updated_at = ?2 where sha256 = ?1 and status = 'done'",
@@ -28,7 +28,7 @@ impl Ledger {
         .execute(&self.write)
         .await
         .map_err(|e| self.db_err(e))?;
-        self.expect_moved(done.rows_affected(), &key, ImageStatus::Done)
+        self.expect_moved(done.rows_affected(), sha, ImageStatus::Done)
             .await
     }
 
@@ -98,7 +98,7 @@ impl Ledger {
 
     /// `uploading` → `processing` with the job id; counts the upload as an attempt.
     pub async fn mark_processing(&self, sha: &Sha256, job_id: &str) -> Result<()> {
-        let (key, now) = (sha.to_string(), now_text());
+        let (key, now) = (&sha.0[..], now_text());
         let done = sqlx::query!(
             "update images set status = 'processing', job_id = ?1, attempts = attempts + 1,
                  claimed_by = null, updated_at = ?2
@@ -110,13 +110,13 @@ impl Ledger {
         .execute(&self.write)
         .await
         .map_err(|e| self.db_err(e))?;
-        self.expect_moved(done.rows_affected(), &key, ImageStatus::Processing)
+        self.expect_moved(done.rows_affected(), sha, ImageStatus::Processing)
             .await
     }
 
     /// `processing` → `done`, recording the result and clearing any earlier error.
     pub async fn mark_done(&self, sha: &Sha256, done: &DoneRecord) -> Result<()> {
-        let (key, now) = (sha.to_string(), now_text());
+        let (key, now) = (&sha.0[..], now_text());
         let output_path = path_bytes(&done.output_path);
         let output_sha = done.output_sha256.map(|s| s.to_string());
         let output_size = to_i64(done.output_size);
@@ -141,14 +141,14 @@ impl Ledger {
         .execute(&self.write)
         .await
         .map_err(|e| self.db_err(e))?;
-        self.expect_moved(moved.rows_affected(), &key, ImageStatus::Done)
+        self.expect_moved(moved.rows_affected(), sha, ImageStatus::Done)
             .await
     }
 
     /// `uploading` or `processing` → `failed`, recording the error. Attempts + 1 when failing
     /// from `uploading` (the failed upload); a `processing` job was counted when it was accepted.
     pub async fn mark_failed(&self, sha: &Sha256, failure: &Failure) -> Result<()> {
-        let (key, now) = (sha.to_string(), now_text());
+        let (key, now) = (&sha.0[..], now_text());
         let done = sqlx::query!(
             "update images set status = 'failed',
                  attempts = attempts + (status = 'uploading'),
@@ -163,13 +163,13 @@ impl Ledger {
         .execute(&self.write)
         .await
         .map_err(|e| self.db_err(e))?;
-        self.expect_moved(done.rows_affected(), &key, ImageStatus::Failed)
+        self.expect_moved(done.rows_affected(), sha, ImageStatus::Failed)
             .await
     }
 
     /// `uploading` → `new` without counting an attempt (the upload was never sent).
     pub async fn release_claim(&self, sha: &Sha256) -> Result<()> {
-        let (key, now) = (sha.to_string(), now_text());
+        let (key, now) = (&sha.0[..], now_text());
         let done = sqlx::query!(
             "update images set status = 'new', claimed_by = null, updated_at = ?1
              where sha256 = ?2 and status = 'uploading'",
@@ -179,14 +179,14 @@ impl Ledger {
         .execute(&self.write)
         .await
         .map_err(|e| self.db_err(e))?;
-        self.expect_moved(done.rows_affected(), &key, ImageStatus::New)
+        self.expect_moved(done.rows_affected(), sha, ImageStatus::New)
             .await
     }
 
     /// Deletes a `new` image that no input holds any more (its only file changed before it
     /// was ever sent); returns whether it was deleted. Images with history are kept.
     pub async fn forget_unused(&self, sha: &Sha256) -> Result<bool> {
-        let key = sha.to_string();
+        let key = &sha.0[..];
         let done = sqlx::query!(
             "delete from images
              where sha256 = ?1 and status = 'new' and job_id is null
@@ -217,7 +217,7 @@ impl Ledger {
         let mut tx = self.begin_write().await?;
         let mut requeued = 0;
         for sha in shas {
-            let key = sha.to_string();
+            let key = &sha.0[..];
             requeued += sqlx::query!(
                 "update images set status = 'new', updated_at = ?1 where sha256 = ?2 and status = 'failed'",
                 now,
@@ -235,7 +235,7 @@ impl Ledger {
     /// `done` → `new`: the stored result is unusable and cannot be fetched again. Clears the
     /// job, the result and its credits, so the image is uploaded afresh.
     pub async fn reset_done(&self, sha: &Sha256) -> Result<()> {
-        let (key, now) = (sha.to_string(), now_text());
+        let (key, now) = (&sha.0[..], now_text());
         let done = sqlx::query!(
             "update images set status = 'new', job_id = null, output_url = null, output_path = null,
                  output_sha256 = null, output_size = null, credits_states = null, need_credits = null,
@@ -247,7 +247,7 @@ impl Ledger {
         .execute(&self.write)
         .await
         .map_err(|e| self.db_err(e))?;
-        self.expect_moved(done.rows_affected(), &key, ImageStatus::New)
+        self.expect_moved(done.rows_affected(), sha, ImageStatus::New)
             .await
     }
 
@@ -311,22 +311,23 @@ impl Ledger {
 
     /// After a compare-and-set: one row moved is success; none means the image is missing or
     /// in another status, which is named in the error.
-    async fn expect_moved(&self, rows: u64, sha256: &str, to: ImageStatus) -> Result<()> {
+    async fn expect_moved(&self, rows: u64, sha: &Sha256, to: ImageStatus) -> Result<()> {
         if rows > 0 {
             return Ok(());
         }
-        let from = sqlx::query_scalar!("select status from images where sha256 = ?1", sha256)
+        let key = &sha.0[..];
+        let from = sqlx::query_scalar!("select status from images where sha256 = ?1", key)
             .fetch_optional(&self.write)
             .await
             .map_err(|e| self.db_err(e))?;
         match from {
             Some(from) => Err(Error::IllegalTransition {
-                sha256: sha256.to_owned(),
+                sha256: sha.to_string(),
                 from,
                 to: to.as_str().to_owned(),
             }),
             None => Err(Error::UnknownImage {
-                sha256: sha256.to_owned(),
+                sha256: sha.to_string(),
             }),
         }
     }

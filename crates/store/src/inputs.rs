@@ -8,7 +8,7 @@
 //! bytes (decoded with `unhex`), so names that are not UTF-8 survive the trip (the rescan's
 //! lookup sends UTF-8 paths as text and only the others as hex).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -26,7 +26,7 @@ struct BatchRow<'a> {
     path: &'a [u8],
     size: Option<i64>,
     mtime_ns: Option<i64>,
-    sha256: Option<String>,
+    sha256: Option<&'a [u8]>,
     format: Option<&'a str>,
     planned: &'a [u8],
 }
@@ -107,7 +107,7 @@ impl Ledger {
                 path: path_bytes(&r.path),
                 size: Some(to_i64(r.size)),
                 mtime_ns: Some(r.mtime_ns),
-                sha256: Some(r.sha256.to_string()),
+                sha256: Some(&r.sha256.0),
                 format: Some(&r.format),
                 planned: path_bytes(&r.planned_output),
             })
@@ -234,7 +234,9 @@ impl Ledger {
     }
 }
 
-/// The statements of [`Ledger::record_inputs`], inside its transaction.
+/// The statements of [`Ledger::record_inputs`], inside its transaction. The images and inputs
+/// it inserts are added to `status_counts` and `tallies` here, per statement (migration 0009
+/// dropped the per-row insert triggers); updates keep their triggers.
 async fn write_inputs(
     tx: &mut SqliteConnection,
     run: RunId,
@@ -242,8 +244,8 @@ async fn write_inputs(
     now: &str,
 ) -> sqlx::Result<()> {
     fill_scan_batch(&mut *tx, rows).await?;
-    // A first scan's batches hold only new paths: then the two statements that handle
-    // paths already in the ledger (each probing the sha256 index per row) are skipped.
+    // A first scan's batches hold only new paths: then the statements that handle paths
+    // already in the ledger (each probing the sha256 index per row) are skipped.
     let any_known = sqlx::query_scalar!(
         r#"select exists (
                select 1 from scan_batch as b join inputs as p on p.path = b.path
@@ -278,7 +280,7 @@ async fn write_inputs(
         .await?;
     }
     // `where true` tells the parser the `on conflict` belongs to the insert, not the select.
-    sqlx::query!(
+    let new_images = sqlx::query!(
         "insert into images (sha256, size, format, status, created_at, updated_at)
          select b.sha256, b.size, b.format, 'new', ?1, ?1
          from scan_batch as b where true
@@ -286,22 +288,67 @@ async fn write_inputs(
         now
     )
     .execute(&mut *tx)
-    .await?;
-    // New paths, and paths whose content changed (their old output belongs to the old content).
+    .await?
+    .rows_affected();
+    let new_images = to_i64(new_images);
     sqlx::query!(
+        "update status_counts set n = n + ?1 where status = 'new' and ?1 > 0",
+        new_images
+    )
+    .execute(&mut *tx)
+    .await?;
+    if any_known {
+        // Content changed: the input moves to the new image (its trigger moves the tallies).
+        sqlx::query!(
+            "update inputs set size = b.size, mtime_ns = b.mtime_ns, image_id = i.id,
+                 last_run = ?1, last_seen = ?2, missing = null
+             from scan_batch as b join images as i on i.sha256 = b.sha256
+             where inputs.path = b.path and inputs.image_id <> i.id",
+            run.0,
+            now
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    // New paths whose content the ledger already had count in the tallies of its status. When
+    // every content of the batch was new, every new path's image is `new`: nothing to count.
+    let contents = rows
+        .iter()
+        .filter_map(|r| r.sha256)
+        .collect::<HashSet<_>>()
+        .len();
+    let (to_done, to_failed) = if new_images == to_i64(contents as u64) {
+        (0, 0)
+    } else {
+        let counted = sqlx::query!(
+            r#"select count(distinct b.path) filter (where i.status = 'done') as "done!: i64",
+                      count(distinct b.path) filter (where i.status = 'failed') as "failed!: i64"
+               from scan_batch as b join images as i on i.sha256 = b.sha256
+               where not exists (select 1 from inputs as p where p.path = b.path)"#
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        (counted.done, counted.failed)
+    };
+    let new_inputs = sqlx::query!(
         "insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
          select b.path, b.size, b.mtime_ns, i.id, ?1, ?2
          from scan_batch as b join images as i on i.sha256 = b.sha256 where true
-         on conflict (path) do update set
-             size = excluded.size,
-             mtime_ns = excluded.mtime_ns,
-             image_id = excluded.image_id,
-             last_run = excluded.last_run,
-             last_seen = excluded.last_seen,
-             missing = null
-         where inputs.image_id <> excluded.image_id",
+         on conflict (path) do nothing",
         run.0,
         now
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let new_inputs = to_i64(new_inputs);
+    sqlx::query!(
+        "update tallies
+         set n = n + case name when 'inputs' then ?1 when 'inputs_done' then ?2 else ?3 end
+         where name in ('inputs', 'inputs_done', 'inputs_failed') and ?1 > 0",
+        new_inputs,
+        to_done,
+        to_failed
     )
     .execute(&mut *tx)
     .await?;
@@ -328,7 +375,7 @@ async fn fill_scan_batch(conn: &mut SqliteConnection, rows: &[BatchRow<'_>]) -> 
             row.push_bind(r.path)
                 .push_bind(r.size)
                 .push_bind(r.mtime_ns)
-                .push_bind(r.sha256.as_deref())
+                .push_bind(r.sha256)
                 .push_bind(r.format)
                 .push_bind(r.planned);
         });

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// SHA-256 of an image's bytes; stored and shown as 64 lower-case hex digits.
+/// SHA-256 of an image's bytes; shown as 64 lower-case hex digits, keyed in the ledger by its 32 bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sha256(pub [u8; 32]);
 
@@ -415,13 +415,18 @@ pub struct ConsistencyReport {
     pub counts_table: StatusCounts,
     /// The same counts from a full recount of the images table.
     pub recount: StatusCounts,
+    /// The maintained input tallies.
+    pub input_counts_table: InputCounts,
+    /// The same tallies from a full recount of the inputs and rejected files.
+    pub input_recount: InputCounts,
 }
 
 impl ConsistencyReport {
-    /// True when the file is sound, every reference resolves and the counts table is exact.
+    /// True when the file is sound, every reference resolves and the counts are exact.
     pub fn is_ok(&self) -> bool {
         self.integrity == ["ok"]
             && self.foreign_key_violations == 0
             && self.counts_table == self.recount
+            && self.input_counts_table == self.input_recount
     }
 }

@@ -17,7 +17,7 @@ use crate::{
 impl Ledger {
     /// The image with this content, if known.
     pub async fn image(&self, sha: &Sha256) -> Result<Option<ImageRow>> {
-        let key = sha.to_string();
+        let key = &sha.0[..];
         let row = sqlx::query_as!(
             RawImage,
             r#"select sha256, size, format, width, height, status, claimed_by, job_id, output_url, output_path,
@@ -74,7 +74,7 @@ impl Ledger {
 
     /// Every input holding these bytes, by path.
     pub async fn inputs_of_image(&self, sha: &Sha256) -> Result<Vec<InputRow>> {
-        let key = sha.to_string();
+        let key = &sha.0[..];
         let rows = sqlx::query_as!(
             RawInput,
             r#"select p.path, p.size, p.mtime_ns, i.sha256,
@@ -97,7 +97,7 @@ impl Ledger {
 
     /// The inputs of `run` holding these bytes, by path, with their placement in the run's OUT.
     pub async fn run_inputs_of_image(&self, run: RunId, sha: &Sha256) -> Result<Vec<InputRow>> {
-        let key = sha.to_string();
+        let key = &sha.0[..];
         let rows = sqlx::query_as!(
             RawInput,
             r#"select p.path, p.size, p.mtime_ns, i.sha256,
@@ -134,14 +134,7 @@ impl Ledger {
 
     /// Inputs in total, and those whose image is done or failed (maintained tallies, no scan).
     pub async fn input_counts(&self) -> Result<InputCounts> {
-        let t = self.tallies().await?;
-        Ok(InputCounts {
-            total: to_u64(t.get("inputs")),
-            done: to_u64(t.get("inputs_done")),
-            failed: to_u64(t.get("inputs_failed")),
-            skipped: to_u64(t.get("rejected_skipped")),
-            rejected: to_u64(t.get("rejected_error")),
-        })
+        Ok(self.tallies().await?.input_counts())
     }
 
     async fn tallies(&self) -> Result<Tallies> {
@@ -384,8 +377,8 @@ impl Ledger {
         after: Option<&Sha256>,
         limit: u32,
     ) -> Result<Vec<ImageRow>> {
-        // The empty string sorts before every sha256.
-        let after = after.map(Sha256::to_string).unwrap_or_default();
+        // The empty blob sorts before every sha256.
+        let after = after.map(|s| s.0.to_vec()).unwrap_or_default();
         let limit = i64::from(limit);
         let rows = match status {
             // Few rows: the partial index holds exactly them, in sha256 order.
@@ -488,7 +481,7 @@ impl Ledger {
     }
 
     /// Checks the file and the invariants the schema cannot enforce alone: SQLite's integrity
-    /// check, dangling references, and the counts table against a full recount. Reads every
+    /// check, dangling references, and the counts and tallies against a full recount. Reads every
     /// page: slow on big ledgers, meant for tests and `eraser ledger verify`.
     pub async fn check_consistency(&self) -> Result<ConsistencyReport> {
         // One read transaction: the counts table and the recount come from the same snapshot.
@@ -512,12 +505,36 @@ impl Ledger {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.db_err(e))?;
+        let tallies = sqlx::query!("select name, n from tallies")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        let tallies = Tallies(tallies.into_iter().map(|r| (r.name, r.n)).collect());
+        let inputs = sqlx::query!(
+            r#"select count(*) as "total!: i64",
+                      count(*) filter (where i.status = 'done') as "done!: i64",
+                      count(*) filter (where i.status = 'failed') as "failed!: i64",
+                      (select count(*) from rejected_inputs where kind = 'skipped') as "skipped!: i64",
+                      (select count(*) from rejected_inputs where kind = 'error') as "rejected!: i64"
+               from inputs as p join images as i on i.id = p.image_id"#
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
         tx.rollback().await.map_err(|e| self.db_err(e))?;
         Ok(ConsistencyReport {
             integrity,
             foreign_key_violations: u64::try_from(violations).unwrap_or(u64::MAX),
             counts_table: self.tally(table.into_iter().map(|r| (r.status, r.n)))?,
             recount: self.tally(recounted.into_iter().map(|r| (r.status, r.n)))?,
+            input_counts_table: tallies.input_counts(),
+            input_recount: InputCounts {
+                total: to_u64(inputs.total),
+                done: to_u64(inputs.done),
+                failed: to_u64(inputs.failed),
+                skipped: to_u64(inputs.skipped),
+                rejected: to_u64(inputs.rejected),
+            },
         })
     }
 
@@ -548,5 +565,15 @@ impl Tallies {
             .iter()
             .find(|(n, _)| n == name)
             .map_or(0, |(_, v)| *v)
+    }
+
+    fn input_counts(&self) -> InputCounts {
+        InputCounts {
+            total: to_u64(self.get("inputs")),
+            done: to_u64(self.get("inputs_done")),
+            failed: to_u64(self.get("inputs_failed")),
+            skipped: to_u64(self.get("rejected_skipped")),
+            rejected: to_u64(self.get("rejected_error")),
+        }
     }
 }

@@ -8,7 +8,7 @@ use crate::{ImageRow, ImageStatus, InputRow, InputState, Ledger, Result, RunId, 
 
 /// An `images` row (every column but the raw response).
 pub(crate) struct RawImage {
-    pub sha256: String,
+    pub sha256: Vec<u8>,
     pub size: i64,
     pub format: String,
     pub width: Option<i64>,
@@ -38,7 +38,7 @@ pub(crate) struct RawInput {
     pub path: Vec<u8>,
     pub size: i64,
     pub mtime_ns: i64,
-    pub sha256: String,
+    pub sha256: Vec<u8>,
     pub planned_output: Option<Vec<u8>>,
     pub output_path: Option<Vec<u8>>,
     pub last_run: Option<i64>,
@@ -51,7 +51,7 @@ pub(crate) struct RawInputState {
     pub path: Vec<u8>,
     pub size: i64,
     pub mtime_ns: i64,
-    pub sha256: String,
+    pub sha256: Vec<u8>,
     pub planned_output: Option<Vec<u8>>,
     pub output_path: Option<Vec<u8>>,
     pub last_run: Option<i64>,
@@ -67,13 +67,20 @@ pub(crate) struct RawInputState {
 }
 
 impl Ledger {
-    pub(crate) fn decode_sha(&self, text: &str) -> Result<Sha256> {
-        text.parse()
-            .map_err(|e| self.invalid(format!("sha256 {text:?}: {e}")))
+    /// An image's key: its 32 bytes.
+    pub(crate) fn decode_sha(&self, bytes: &[u8]) -> Result<Sha256> {
+        <[u8; 32]>::try_from(bytes)
+            .map(Sha256)
+            .map_err(|_| self.invalid(format!("sha256 of {} bytes, not 32", bytes.len())))
     }
 
-    pub(crate) fn decode_opt_sha(&self, text: Option<String>) -> Result<Option<Sha256>> {
-        text.map(|t| self.decode_sha(&t)).transpose()
+    /// A result's SHA-256, stored as hex text.
+    pub(crate) fn decode_opt_hex_sha(&self, text: Option<String>) -> Result<Option<Sha256>> {
+        text.map(|t| {
+            t.parse()
+                .map_err(|e| self.invalid(format!("sha256 {t:?}: {e}")))
+        })
+        .transpose()
     }
 
     pub(crate) fn decode_status(&self, text: &str) -> Result<ImageStatus> {
@@ -91,7 +98,7 @@ impl Ledger {
             job_id: r.job_id,
             output_url: r.output_url,
             output_path: r.output_path.map(path_from_bytes),
-            output_sha256: self.decode_opt_sha(r.output_sha256)?,
+            output_sha256: self.decode_opt_hex_sha(r.output_sha256)?,
             output_size: r.output_size.map(to_u64),
             attempts: to_u32(r.attempts),
             repeat_uploads: to_u32(r.repeat_uploads),
@@ -138,7 +145,7 @@ impl Ledger {
             input: self.decode_input(input)?,
             status: self.decode_status(&r.status)?,
             image_output_path: r.image_output_path.map(path_from_bytes),
-            image_output_sha256: self.decode_opt_sha(r.image_output_sha256)?,
+            image_output_sha256: self.decode_opt_hex_sha(r.image_output_sha256)?,
             image_output_size: r.image_output_size.map(to_u64),
             output_url: r.output_url,
             error_code: r.error_code,

@@ -210,6 +210,13 @@ fn counts_line(i: &StatusCounts) -> String {
     )
 }
 
+fn input_counts_line(i: &InputCounts) -> String {
+    format!(
+        "{} inputs: {} done, {} failed; {} skipped, {} rejected",
+        i.total, i.done, i.failed, i.skipped, i.rejected
+    )
+}
+
 /// `75` → `1m15s`; `7300` → `2h01m`.
 fn format_age(secs: i64) -> String {
     match secs {
@@ -825,6 +832,16 @@ async fn verify(
             "ledger: the status counts ({}) differ from a recount ({})",
             counts_line(&consistency.counts_table),
             counts_line(&consistency.recount)
+        )
+        .context(STDOUT)?;
+    }
+    if consistency.input_counts_table != consistency.input_recount {
+        tally.problems += 1;
+        writeln!(
+            out,
+            "ledger: the input tallies ({}) differ from a recount ({})",
+            input_counts_line(&consistency.input_counts_table),
+            input_counts_line(&consistency.input_recount)
         )
         .context(STDOUT)?;
     }

@@ -103,6 +103,74 @@ async fn an_older_ledger_is_migrated_and_its_counts_seeded() {
 }
 
 #[tokio::test]
+async fn a_ledger_of_schema_8_keeps_every_image_and_input_when_its_hashes_become_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v8.db");
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .foreign_keys(true)
+        .connect()
+        .await
+        .unwrap();
+    conn.ensure_migrations_table().await.unwrap();
+    for migration in MIGRATOR.iter().filter(|m| m.version <= 8) {
+        conn.apply(migration).await.unwrap();
+    }
+    let at = "'2024-01-01T00:00:00.000000Z'";
+    sqlx::raw_sql(&format!(
+        "insert into runs (id, host, pid, command, started_at, heartbeat_at)
+         values (1, 'h', 1, 'run', {at}, {at});
+         insert into images (id, sha256, size, format, created_at, updated_at)
+         values (1, '{done}', 10, 'jpeg', {at}, {at}),
+                (2, '{failed}', 20, 'png', {at}, {at}),
+                (3, '{new}', 30, 'webp', {at}, {at});
+         insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
+         values (cast('/in/a.jpg' as blob), 10, 1, 1, 1, {at}),
+                (cast('/in/a-copy.jpg' as blob), 10, 1, 1, 1, {at}),
+                (cast('/in/b.png' as blob), 20, 1, 2, 1, {at}),
+                (cast('/in/c.webp' as blob), 30, 1, 3, 1, {at});
+         update images set status = 'done', job_id = 'job-1', p_credits = 2 where id = 1;
+         update images set status = 'failed', job_id = 'job-2' where id = 2;",
+        done = "0a".repeat(32),
+        failed = "fb".repeat(32),
+        new = "1c".repeat(32),
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    close(conn).await;
+
+    let ledger = Ledger::open(&path).await.unwrap();
+
+    let done = eraser_store::Sha256([0x0a; 32]);
+    let image = ledger.image(&done).await.unwrap().expect("the done image");
+    assert_eq!(
+        (image.status, image.job_id.as_deref(), image.size),
+        (eraser_store::ImageStatus::Done, Some("job-1"), 10)
+    );
+    assert_eq!(ledger.inputs_of_image(&done).await.unwrap().len(), 2);
+    let input = ledger
+        .input(std::path::Path::new("/in/b.png"))
+        .await
+        .unwrap();
+    assert_eq!(
+        input.expect("input b").sha256,
+        eraser_store::Sha256([0xfb; 32])
+    );
+    let listed = ledger.list_images(None, None, 10).await.unwrap();
+    let hashes: Vec<String> = listed.iter().map(|r| r.sha256.to_string()).collect();
+    assert_eq!(hashes, ["0a".repeat(32), "1c".repeat(32), "fb".repeat(32)]);
+    let counts = ledger.status_counts().await.unwrap();
+    assert_eq!((counts.done, counts.failed, counts.new), (1, 1, 1));
+    let inputs = ledger.input_counts().await.unwrap();
+    assert_eq!((inputs.total, inputs.done, inputs.failed), (4, 2, 1));
+    assert_eq!(ledger.credits_used().await.unwrap().p_credits, 2);
+    let report = ledger.check_consistency().await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[tokio::test]
 async fn open_existing_refuses_a_missing_file_without_creating_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nope/ledger.db");

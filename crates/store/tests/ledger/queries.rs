@@ -185,6 +185,50 @@ async fn input_counts_count_inputs_by_their_images_outcome() {
 }
 
 #[tokio::test]
+async fn new_copies_of_done_and_failed_content_count_in_the_tallies_of_their_status() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    let done = image_in(l, 1, ImageStatus::Done).await;
+    let failed = image_in(l, 2, ImageStatus::Failed).await;
+    let run = l
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
+
+    // One batch: copies of the done and the failed content, new content twice, and the same
+    // path named twice.
+    l.record_inputs(
+        run,
+        &[
+            input("/in/copy-of-done.jpg", 1),
+            input("/in/copy-of-done-again.jpg", 1),
+            input("/in/copy-of-failed.jpg", 2),
+            input("/in/new.jpg", 3),
+            input("/in/new-twin.jpg", 3),
+            input("/in/new-twin.jpg", 3),
+        ],
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        l.input_counts().await.unwrap(),
+        InputCounts {
+            total: 7,
+            done: 3,
+            failed: 2,
+            skipped: 0,
+            rejected: 0,
+        }
+    );
+    assert_eq!(l.status_counts().await.unwrap().new, 1);
+    let report = l.check_consistency().await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(l.inputs_of_image(&done).await.unwrap().len(), 3);
+    assert_eq!(l.inputs_of_image(&failed).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn failure_groups_group_failed_images_by_code_largest_first() {
     let t = fresh().await;
     let l = &t.ledger;

@@ -123,6 +123,8 @@ fn sqlite_script(ledger: &Path, script: &str) -> BenchResult<()> {
         .spawn()
         .map_err(|e| format!("cannot start sqlite3: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
+        // Waits for a lock another process (or a just-closed connection) still holds.
+        stdin.write_all(b".timeout 5000\n")?;
         stdin.write_all(script.as_bytes())?;
     }
     let out = child.wait_with_output()?;
@@ -143,7 +145,7 @@ pub fn ledger_insert_floor(ledger: &Path, n: u64) -> BenchResult<Duration> {
 pragma cache_size = -16384;
 create temp table seq as
   with recursive c(i) as (select 0 union all select i + 1 from c where i < {n} - 1)
-  select i, lower(hex(randomblob(32))) as sha,
+  select i, randomblob(32) as sha,
          cast(printf('/floor/photos/d%04d/img%07d.jpg', i / 1000, i) as blob) as path,
          cast(printf('/floor/clean/d%04d/img%07d.jpg', i / 1000, i) as blob) as output
   from c;
@@ -232,7 +234,8 @@ fn sqlite_timed(ledger: &Path, script: &str) -> Result<Duration, String> {
 }
 
 /// The SQL of [`fill_ledger`], matching `migrations/` (0001 images and inputs, 0003
-/// placements; the counts table of 0002 is kept by its triggers). Each input is placed in one
+/// placements, 0009 sha256 as 32 bytes; the counts of 0002 and 0004 set as eraser's own
+/// inserts set them). Each input is placed in one
 /// OUT, `/archive/clean`, written when its image is done.
 fn fill_script(n: u64) -> String {
     const TS: &str = "'2025-11-03T10:00:00.000000Z'";
@@ -251,7 +254,7 @@ insert into images (id, sha256, size, format, width, height, status, job_id, out
                     output_path, output_sha256, output_size, attempts, error_code,
                     error_message, retryable, credits_states, need_credits, p_credits,
                     s_credits, raw_response, created_at, updated_at)
-select i + 1, printf('%064x', i), 20000 + i % 100000, 'jpeg', 1024, 768, st,
+select i + 1, randomblob(32), 20000 + i % 100000, 'jpeg', 1024, 768, st,
        case when st <> 'new' then printf('%08x-0000-4000-8000-%012x', i, i) end,
        case when st = 'done' then printf('https://cdn.example/output/%08x.jpg', i) end,
        case when st = 'done' then output end,
@@ -275,6 +278,11 @@ insert into placements (path, out_root, planned, written, updated_at)
 select path, cast('/archive/clean' as blob), output,
        case when st = 'done' then output end, {TS}
 from seq;
+update status_counts set n = (select count(*) from images where images.status = status_counts.status);
+update tallies set n = case name
+    when 'inputs' then {n}
+    else (select count(*) from seq where 'inputs_' || st = tallies.name) end
+where name in ('inputs', 'inputs_done', 'inputs_failed');
 commit;
 pragma wal_checkpoint(truncate);
 "
@@ -307,37 +315,32 @@ mod tests {
     }
 
     #[test]
-    fn the_fill_script_matches_the_migrations_and_keeps_the_status_counts() {
+    fn the_fill_script_matches_the_migrations_and_keeps_the_counts_exact() {
         if !have("sqlite3") {
             eprintln!("sqlite3 not installed: the fill script is not checked");
             return;
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let ledger = dir.path().join("ledger.db");
-        let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&migrations)
-            .expect("migrations folder")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-            .collect();
-        files.sort();
-        for file in files {
-            let sql = std::fs::read_to_string(&file).expect("read migration");
-            sqlite_script(&ledger, &sql).expect("migration applies");
-        }
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let opened = eraser_store::Ledger::open(&ledger).await.expect("ledger");
+            opened.close().await;
+        });
+
         fill_ledger(&ledger, 3000).expect("filled");
-        let out = Command::new("sqlite3")
-            .arg(&ledger)
-            .arg(
-                "select (select count(*) from images), (select count(*) from inputs), \
-                 (select n from status_counts where status = 'done'), \
-                 (select n from status_counts where status = 'failed')",
-            )
-            .output()
-            .expect("sqlite3 runs");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "3000|3000|2991|3"
-        );
+
+        runtime.block_on(async {
+            let filled = eraser_store::Ledger::open_existing(&ledger)
+                .await
+                .expect("ledger");
+            let counts = filled.status_counts().await.expect("counts");
+            assert_eq!((counts.total, counts.done, counts.failed), (3000, 2991, 3));
+            let inputs = filled.input_counts().await.expect("tallies");
+            assert_eq!((inputs.total, inputs.done, inputs.failed), (3000, 2991, 3));
+            let report = filled.check_consistency().await.expect("checked");
+            assert!(report.is_ok(), "{report:?}");
+            filled.close().await;
+        });
     }
 }
