@@ -194,3 +194,33 @@ fn ledger_show_says_an_unchanged_input_was_last_seen_by_the_latest_run() {
     assert!(run > first_run, "last run {run}, first {first_run}");
     assert!(seen > first_seen, "last seen {seen}, first {first_seen}");
 }
+
+#[test]
+fn a_first_scan_of_the_parent_of_a_recorded_folder_hashes_only_the_new_files() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    write_unique(&td, "a", 300, 3, &mut expected);
+    td.run(
+        &emu,
+        &[&td.inputs().join("a")],
+        &td.root().join("elsewhere"),
+        &["--dry-run"],
+    )
+    .expect_code(0);
+    write_unique(&td, "b", 400, 2, &mut expected);
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &[])
+        .expect_code(0)
+        .json();
+
+    assert_eq!(
+        num(&summary, "/hashed"),
+        2,
+        "the files of a are not read again"
+    );
+    assert_eq!(num(&summary, "/inputs"), 5);
+    assert_eq!(emu.counters().create_job_requests, 5);
+    assert_outputs_exactly(&td.out(), &expected);
+}

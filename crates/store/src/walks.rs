@@ -6,7 +6,7 @@
 //! unchanged tree writes nothing per file: [`Ledger::complete_walk`] compares two counts and
 //! marks the few inputs the walk did not find.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::ledger::{now_text, subtree_range, text_before};
@@ -16,6 +16,20 @@ use crate::{FoundInputs, InputId, Ledger, Result, RunId};
 const MISSING_PAGE: i64 = 4096;
 
 impl Ledger {
+    /// Whether the ledger holds any input under `folder` (present or missing). A first scan
+    /// of a folder it does not has nothing to look up: every file there is new.
+    pub async fn holds_inputs_under(&self, folder: &Path) -> Result<bool> {
+        let (lo, hi) = subtree_range(folder);
+        sqlx::query_scalar!(
+            r#"select exists (select 1 from inputs where path > ?1 and path < ?2) as "any!: bool""#,
+            lo,
+            hi
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))
+    }
+
     /// Records that `run` walked these INPUT folders completely, having found the inputs it
     /// recorded and those in `found`. Inputs under the folders found by neither are marked
     /// missing, then the folders join the run's inputs. Returns how many were marked.

@@ -6,7 +6,8 @@
 //! its folder makes it one of the run's inputs. The others go to the hashing [`Pool`] and are
 //! taken back as they finish, their output names checked for collisions a batch at a time.
 //! Everything is recorded in batched transactions; uploads start from recorded rows, so they
-//! begin before the scan ends.
+//! begin before the scan ends. Files in an INPUT folder the ledger holds nothing under (a
+//! first scan) are not looked up at all.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,11 @@ pub struct Scan {
 
 /// Found files with what the ledger holds of each.
 type LookedUp = anyhow::Result<(Vec<Found>, Vec<Lookup>)>;
+
+/// INPUT folders seen so far, and whether the ledger held no input under each when its first
+/// file was found: every file of such a folder is new to the ledger (a wrong guess, from a run
+/// recording there at the same time, only costs hashing a file again).
+type FreshFolders = Arc<tokio::sync::Mutex<Vec<(PathBuf, bool)>>>;
 
 /// A named input that could not be used, for the final report.
 #[derive(Debug, Clone)]
@@ -123,6 +129,7 @@ impl Scan {
         let mut b = Batches::default();
         let mut found: Vec<Found> = Vec::with_capacity(LOOKUP_BATCH);
         let mut lookups: JoinSet<LookedUp> = JoinSet::new();
+        let fresh = FreshFolders::default();
         let mut walking = true;
         let mut next_flush = Instant::now() + FLUSH_EVERY;
         while walking || b.hashing > 0 || !found.is_empty() || !lookups.is_empty() {
@@ -155,7 +162,7 @@ impl Scan {
             }
             if !found.is_empty() && lookups.len() < LOOKUPS_IN_FLIGHT {
                 let batch = std::mem::replace(&mut found, Vec::with_capacity(LOOKUP_BATCH));
-                self.look_up(batch, &mut lookups);
+                self.look_up(batch, &fresh, &mut lookups);
             }
             let due = Instant::now() >= next_flush;
             let ending = !walking && b.hashing == 0 && found.is_empty() && lookups.is_empty();
@@ -256,18 +263,32 @@ impl Scan {
         b.errors.push(InputError { path, reason });
     }
 
-    /// Asks the ledger what it holds of `found`, on a task of its own.
-    fn look_up(&self, found: Vec<Found>, lookups: &mut JoinSet<LookedUp>) {
-        let (ledger, run) = (self.ledger.clone(), self.run);
+    /// Asks the ledger what it holds of `found`, on a task of its own; files of fresh folders
+    /// are new without asking.
+    fn look_up(&self, found: Vec<Found>, fresh: &FreshFolders, lookups: &mut JoinSet<LookedUp>) {
+        let (ledger, run, fresh) = (self.ledger.clone(), self.run, Arc::clone(fresh));
         lookups.spawn(async move {
-            let stamps: Vec<(&Path, u64, i64)> = found
+            let mut asked = Vec::with_capacity(found.len());
+            {
+                let mut folders = fresh.lock().await;
+                for (i, f) in found.iter().enumerate() {
+                    if f.named || !in_fresh_folder(&ledger, &mut folders, f).await? {
+                        asked.push(i);
+                    }
+                }
+            }
+            let stamps: Vec<(&Path, u64, i64)> = asked
                 .iter()
-                .map(|f| (f.path.as_path(), f.size, f.mtime_ns))
+                .map(|&i| (found[i].path.as_path(), found[i].size, found[i].mtime_ns))
                 .collect();
-            let known = ledger
+            let answers = ledger
                 .look_up_inputs(run, &stamps)
                 .await
                 .context("looking up inputs in the ledger")?;
+            let mut known = vec![Lookup::Changed; found.len()];
+            for (i, answer) in asked.into_iter().zip(answers) {
+                known[i] = answer;
+            }
             Ok((found, known))
         });
     }
@@ -431,6 +452,28 @@ impl Scan {
         b.taken_writing.clear();
         Ok(())
     }
+}
+
+/// Whether `f` (found in a folder) lies in an INPUT folder the ledger held nothing under when
+/// the folder's first file was found; asks the ledger once per folder.
+async fn in_fresh_folder(
+    ledger: &Ledger,
+    folders: &mut Vec<(PathBuf, bool)>,
+    f: &Found,
+) -> anyhow::Result<bool> {
+    let Some(folder) = f.path.ancestors().nth(f.rel.components().count()) else {
+        return Ok(false);
+    };
+    // INPUT folders are few; the one asked about last is the likeliest.
+    if let Some((_, fresh)) = folders.iter().rev().find(|(known, _)| known == folder) {
+        return Ok(*fresh);
+    }
+    let fresh = !ledger
+        .holds_inputs_under(folder)
+        .await
+        .with_context(|| format!("looking up {} in the ledger", folder.display()))?;
+    folders.push((folder.to_path_buf(), fresh));
+    Ok(fresh)
 }
 
 /// Runs a ledger write, retrying a few times while another process holds the lock.

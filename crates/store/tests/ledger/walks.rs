@@ -232,3 +232,29 @@ async fn a_missing_input_keeps_when_it_was_last_seen_and_by_which_run() {
         "when the first run's walk found it"
     );
 }
+
+#[tokio::test]
+async fn a_folder_holds_inputs_only_when_one_lies_under_it() {
+    let t = fresh().await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    record(&t.ledger, run, 0, 1).await;
+
+    for (folder, holds) in [
+        ("/in", true),
+        ("/in/", true),
+        ("/", true),
+        ("/in2", false),
+        ("/i", false),
+        ("/in/img-000000.jpg", false),
+        ("/elsewhere", false),
+    ] {
+        assert_eq!(
+            t.ledger
+                .holds_inputs_under(Path::new(folder))
+                .await
+                .unwrap(),
+            holds,
+            "{folder}"
+        );
+    }
+}
