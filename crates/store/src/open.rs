@@ -183,6 +183,14 @@ impl Ledger {
         let applied = applied_versions(conn, &self.path).await?;
         refuse_newer(&self.path, &applied)?;
         if !up_to_date(&applied) {
+            if !applied.is_empty() {
+                // A format change can rewrite a large ledger: say why the start is slow.
+                tracing::warn!(
+                    "upgrading the ledger {} to its current format (once; a ledger of a \
+                     million images takes about 20 s)",
+                    self.path.display()
+                );
+            }
             MIGRATOR
                 .run_direct(conn)
                 .await
