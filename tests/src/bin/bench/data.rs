@@ -137,31 +137,47 @@ fn sqlite_script(ledger: &Path, script: &str) -> BenchResult<()> {
 
 /// Time `sqlite3` alone takes to insert what a first scan records for `n` new files into a
 /// ledger eraser created (run 1 must exist): `n` images with random sha256 values, their
-/// inputs, plans and run membership, in one transaction with eraser's writer settings. The
-/// floor of the schema, for comparison with eraser's ledger writes.
-pub fn ledger_insert_floor(ledger: &Path, n: u64) -> BenchResult<Duration> {
-    let script = format!(
+/// inputs, plans and run membership, with eraser's writer settings, in one transaction or in
+/// commits of `per_commit` rows (as eraser commits a scan). The floor of the schema, for
+/// comparison with eraser's ledger writes.
+pub fn ledger_insert_floor(
+    ledger: &Path,
+    n: u64,
+    per_commit: Option<u64>,
+) -> BenchResult<Duration> {
+    let per_commit = per_commit.unwrap_or(n).max(1);
+    let mut script = format!(
         "pragma synchronous = normal;
 pragma cache_size = -16384;
+pragma wal_autocheckpoint = 16384;
 create temp table seq as
   with recursive c(i) as (select 0 union all select i + 1 from c where i < {n} - 1)
-  select i, randomblob(32) as sha,
+  select i, randomblob(32) as sha,  -- rowid i + 1
          cast(printf('/floor/photos/d%04d/img%07d.jpg', i / 1000, i) as blob) as path,
          cast(printf('/floor/clean/d%04d/img%07d.jpg', i / 1000, i) as blob) as output
   from c;
 .timer on
-begin;
-insert into images (sha256, size, format, status, created_at, updated_at)
-select sha, 100, 'jpeg', 'new', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z' from seq;
-insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
-select s.path, 100, 1700000000000000000 + s.i, i.id, 1, '2026-01-01T00:00:00.000000Z'
-from seq as s join images as i on i.sha256 = s.sha;
-insert into placements (path, out_root, planned, written, updated_at)
-select path, cast('/floor/clean' as blob), output, null, '2026-01-01T00:00:00.000000Z' from seq;
-insert into run_inputs (run, path) select 1, path from seq;
-commit;
 "
     );
+    for lo in (0..n).step_by(usize::try_from(per_commit).unwrap_or(usize::MAX)) {
+        let hi = lo + per_commit;
+        script.push_str(&format!(
+            "begin;
+insert into images (sha256, size, format, status, created_at, updated_at)
+select sha, 100, 'jpeg', 'new', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z'
+from seq where rowid > {lo} and rowid <= {hi};
+insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
+select s.path, 100, 1700000000000000000 + s.i, i.id, 1, '2026-01-01T00:00:00.000000Z'
+from seq as s join images as i on i.sha256 = s.sha
+where s.rowid > {lo} and s.rowid <= {hi};
+insert into placements (path, out_root, planned, written, updated_at)
+select path, cast('/floor/clean' as blob), output, null, '2026-01-01T00:00:00.000000Z'
+from seq where rowid > {lo} and rowid <= {hi};
+insert into run_inputs (run, path) select 1, path from seq where rowid > {lo} and rowid <= {hi};
+commit;
+"
+        ));
+    }
     sqlite_timed(ledger, &script).map_err(|e| format!("sqlite3 insert floor: {e}").into())
 }
 
