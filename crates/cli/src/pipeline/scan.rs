@@ -10,6 +10,7 @@
 //! first scan) are not looked up at all.
 
 use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,7 +62,7 @@ type LookedUp = anyhow::Result<(Vec<Found>, Vec<Lookup>)>;
 /// INPUT folders seen so far, and whether the ledger held no input under each when its first
 /// file was found: every file of such a folder is new to the ledger (a wrong guess, from a run
 /// recording there at the same time, only costs hashing a file again).
-type FreshFolders = Arc<tokio::sync::Mutex<Vec<(PathBuf, bool)>>>;
+type FreshFolders = Arc<tokio::sync::Mutex<Vec<(Vec<u8>, bool)>>>;
 
 /// A named input that could not be used, for the final report.
 #[derive(Debug, Clone)]
@@ -455,24 +456,35 @@ impl Scan {
 }
 
 /// Whether `f` (found in a folder) lies in an INPUT folder the ledger held nothing under when
-/// the folder's first file was found; asks the ledger once per folder.
+/// the folder's first file was found; asks the ledger once per folder. `folders` holds each
+/// folder's path bytes with a trailing `/`, so the usual answer is one prefix comparison (a
+/// file under two nested INPUT folders may get the outer one's answer: when the outer folder
+/// held nothing, neither did the inner one).
 async fn in_fresh_folder(
     ledger: &Ledger,
-    folders: &mut Vec<(PathBuf, bool)>,
+    folders: &mut Vec<(Vec<u8>, bool)>,
     f: &Found,
 ) -> anyhow::Result<bool> {
+    let path = f.path.as_os_str().as_bytes();
+    if let Some((_, fresh)) = folders
+        .iter()
+        .rev()
+        .find(|(prefix, _)| path.starts_with(prefix))
+    {
+        return Ok(*fresh);
+    }
     let Some(folder) = f.path.ancestors().nth(f.rel.components().count()) else {
         return Ok(false);
     };
-    // INPUT folders are few; the one asked about last is the likeliest.
-    if let Some((_, fresh)) = folders.iter().rev().find(|(known, _)| known == folder) {
-        return Ok(*fresh);
-    }
     let fresh = !ledger
         .holds_inputs_under(folder)
         .await
         .with_context(|| format!("looking up {} in the ledger", folder.display()))?;
-    folders.push((folder.to_path_buf(), fresh));
+    let mut prefix = folder.as_os_str().as_bytes().to_vec();
+    if prefix.last() != Some(&b'/') {
+        prefix.push(b'/');
+    }
+    folders.push((prefix, fresh));
     Ok(fresh)
 }
 
