@@ -814,36 +814,35 @@ async fn verify(
     out: &mut impl Write,
 ) -> anyhow::Result<Status> {
     let mut tally = Tally::default();
-    // The file itself first: SQLite's integrity, references, the counts table. Not repairable here.
+    // The file itself first: SQLite's integrity, references, the counts. Not repairable here.
     let consistency = ledger.check_consistency().await?;
-    for line in consistency.integrity.iter().filter(|l| *l != "ok") {
-        tally.problems += 1;
-        writeln!(out, "ledger: integrity check: {line}").context(STDOUT)?;
-    }
+    let mut file_problems: Vec<String> = consistency
+        .integrity
+        .iter()
+        .filter(|l| *l != "ok")
+        .map(|l| format!("integrity check: {l}"))
+        .collect();
     if consistency.foreign_key_violations > 0 {
-        tally.problems += 1;
         let n = consistency.foreign_key_violations;
-        writeln!(out, "ledger: {n} row(s) refer to rows that do not exist").context(STDOUT)?;
+        file_problems.push(format!("{n} row(s) refer to rows that do not exist"));
     }
     if consistency.counts_table != consistency.recount {
-        tally.problems += 1;
-        writeln!(
-            out,
-            "ledger: the status counts ({}) differ from a recount ({})",
+        file_problems.push(format!(
+            "the status counts ({}) differ from a recount ({})",
             counts_line(&consistency.counts_table),
             counts_line(&consistency.recount)
-        )
-        .context(STDOUT)?;
+        ));
     }
     if consistency.input_counts_table != consistency.input_recount {
-        tally.problems += 1;
-        writeln!(
-            out,
-            "ledger: the input tallies ({}) differ from a recount ({})",
+        file_problems.push(format!(
+            "the input tallies ({}) differ from a recount ({})",
             input_counts_line(&consistency.input_counts_table),
             input_counts_line(&consistency.input_recount)
-        )
-        .context(STDOUT)?;
+        ));
+    }
+    for problem in file_problems {
+        tally.problems += 1;
+        writeln!(out, "ledger: {problem}").context(STDOUT)?;
     }
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
 

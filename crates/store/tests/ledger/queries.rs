@@ -229,6 +229,32 @@ async fn new_copies_of_done_and_failed_content_count_in_the_tallies_of_their_sta
 }
 
 #[tokio::test]
+async fn input_tallies_that_drifted_from_a_recount_fail_the_consistency_check() {
+    let t = fresh().await;
+    let l = &t.ledger;
+    image_in(l, 1, ImageStatus::Done).await;
+    assert!(l.check_consistency().await.unwrap().is_ok());
+    let mut conn = crate::support::sql(&t.path).await;
+    sqlx::query("update tallies set n = n + 1 where name = 'inputs_done'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    crate::support::close(conn).await;
+
+    let report = l.check_consistency().await.unwrap();
+
+    assert!(!report.is_ok());
+    assert_eq!(
+        report.counts_table, report.recount,
+        "the images' counts are exact"
+    );
+    assert_eq!(
+        (report.input_counts_table.done, report.input_recount.done),
+        (2, 1)
+    );
+}
+
+#[tokio::test]
 async fn failure_groups_group_failed_images_by_code_largest_first() {
     let t = fresh().await;
     let l = &t.ledger;
