@@ -43,6 +43,18 @@ pub enum Error {
         found: i64,
         known: i64,
     },
+    /// The ledger's format needs an upgrade, but a run (of an older eraser: a current one would
+    /// have upgraded it) is using it; upgrading under it would make it misread the ledger.
+    #[error(
+        "the ledger {} is in use by a run of an older eraser (pid {pid} on {host}); its format \
+         can be upgraded once that run has ended: try again then, or use the older eraser until then",
+        path.display()
+    )]
+    InUseByOlder {
+        path: PathBuf,
+        pid: i64,
+        host: String,
+    },
     /// Writing is impossible: the file, its folder or the file system is read-only.
     #[error("the ledger {} is read-only", path.display())]
     ReadOnly { path: PathBuf },
@@ -88,7 +100,7 @@ impl Error {
     /// Whether to retry, stop, or treat this as a bug.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Busy { .. } => ErrorKind::Retry,
+            Self::Busy { .. } | Self::InUseByOlder { .. } => ErrorKind::Retry,
             Self::NotFound { .. }
             | Self::CannotOpen { .. }
             | Self::Corrupt { .. }

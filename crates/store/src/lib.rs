@@ -37,6 +37,10 @@ pub use ledger::Ledger;
 pub use model::*;
 pub use open::OpenOptions;
 
+/// A run whose heartbeat is older than this is dead (on other hosts; on the same host its pid
+/// is checked too): its claims can be taken back, and the ledger's format upgraded.
+pub const RUN_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

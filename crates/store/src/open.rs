@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions as _, Connection as _};
 
+use chrono::{DateTime, Utc};
+
+use crate::runs::{RunLiveness, this_host};
 use crate::{Error, Ledger, MIGRATOR, Result};
 
 /// How to open a ledger; [`Ledger::open`] and [`Ledger::open_existing`] are the usual shortcuts.
@@ -184,6 +187,7 @@ impl Ledger {
         refuse_newer(&self.path, &applied)?;
         if !up_to_date(&applied) {
             if !applied.is_empty() {
+                refuse_live_runs(conn, &self.path).await?;
                 // A format change can rewrite a large ledger: say why the start is slow.
                 tracing::warn!(
                     "upgrading the ledger {} to its current format (once; a ledger of a \
@@ -198,6 +202,35 @@ impl Ledger {
         }
         tx.commit().await.map_err(|e| self.db_err(e))
     }
+}
+
+/// Refuses to change the format of a ledger that a live run is using: that run (of an older
+/// eraser, or the format would be current) would go on writing the old format.
+async fn refuse_live_runs(conn: &mut SqliteConnection, path: &Path) -> Result<()> {
+    let runs = sqlx::query!(
+        r#"select host, pid, heartbeat_at as "heartbeat_at: DateTime<Utc>"
+           from runs where finished_at is null"#
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| Error::from_sqlx(path, e))?;
+    let (host, now) = (this_host(), Utc::now());
+    for r in runs {
+        let run = RunLiveness {
+            host: r.host,
+            pid: r.pid,
+            heartbeat_at: r.heartbeat_at,
+            finished: false,
+        };
+        if !run.is_dead(&host, now, crate::RUN_STALE_AFTER) {
+            return Err(Error::InUseByOlder {
+                path: path.to_path_buf(),
+                pid: run.pid,
+                host: run.host,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Looks at an existing file through a read-only connection: refuses what must not be touched

@@ -107,7 +107,7 @@ const REFRESH: Duration = Duration::from_secs(1);
 /// The least time a single `get-job` look is given, whatever the job's deadline.
 const MIN_LOOK: Duration = Duration::from_secs(5);
 /// A run whose heartbeat is older than this is dead (other hosts; same host checks the pid).
-pub(crate) const STALE_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const STALE_AFTER: Duration = eraser_store::RUN_STALE_AFTER;
 
 /// Runs the pipeline to completion (or interruption).
 pub async fn run(

@@ -102,12 +102,10 @@ async fn an_older_ledger_is_migrated_and_its_counts_seeded() {
     assert!(ledger.check_consistency().await.unwrap().is_ok());
 }
 
-#[tokio::test]
-async fn a_ledger_of_schema_8_keeps_every_image_and_input_when_its_hashes_become_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v8.db");
+/// A ledger at `path` as eraser left it at schema version 8, with `rows` (SQL) written into it.
+async fn schema_8_ledger(path: &std::path::Path, rows: &str) {
     let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
+        .filename(path)
         .create_if_missing(true)
         .foreign_keys(true)
         .connect()
@@ -117,8 +115,16 @@ async fn a_ledger_of_schema_8_keeps_every_image_and_input_when_its_hashes_become
     for migration in MIGRATOR.iter().filter(|m| m.version <= 8) {
         conn.apply(migration).await.unwrap();
     }
+    sqlx::raw_sql(rows).execute(&mut conn).await.unwrap();
+    close(conn).await;
+}
+
+#[tokio::test]
+async fn a_ledger_of_schema_8_keeps_every_image_and_input_when_its_hashes_become_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v8.db");
     let at = "'2024-01-01T00:00:00.000000Z'";
-    sqlx::raw_sql(&format!(
+    let rows = format!(
         "insert into runs (id, host, pid, command, started_at, heartbeat_at)
          values (1, 'h', 1, 'run', {at}, {at});
          insert into images (id, sha256, size, format, created_at, updated_at)
@@ -135,11 +141,8 @@ async fn a_ledger_of_schema_8_keeps_every_image_and_input_when_its_hashes_become
         done = "0a".repeat(32),
         failed = "fb".repeat(32),
         new = "1c".repeat(32),
-    ))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    close(conn).await;
+    );
+    schema_8_ledger(&path, &rows).await;
 
     let ledger = Ledger::open(&path).await.unwrap();
 
@@ -168,6 +171,43 @@ async fn a_ledger_of_schema_8_keeps_every_image_and_input_when_its_hashes_become
     assert_eq!(ledger.credits_used().await.unwrap().p_credits, 2);
     let report = ledger.check_consistency().await.unwrap();
     assert!(report.is_ok(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_format_upgrade_waits_until_a_live_run_of_the_older_eraser_has_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v8.db");
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    schema_8_ledger(
+        &path,
+        &format!(
+            "insert into runs (id, host, pid, command, started_at, heartbeat_at)
+             values (1, 'elsewhere', 4242, 'run', '{now}', '{now}')"
+        ),
+    )
+    .await;
+
+    let err = Ledger::open(&path).await.unwrap_err();
+
+    assert!(
+        matches!(err, Error::InUseByOlder { pid: 4242, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Retry);
+    assert!(err.to_string().contains("pid 4242 on elsewhere"), "{err}");
+    let mut conn = sql(&path).await;
+    let version: i64 = sqlx::query_scalar("select max(version) from _sqlx_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(version, 8, "the format is left as it was");
+    sqlx::query("update runs set finished_at = heartbeat_at")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    close(conn).await;
+    let ledger = Ledger::open(&path).await.unwrap();
+    assert!(ledger.check_consistency().await.unwrap().is_ok());
 }
 
 #[tokio::test]
