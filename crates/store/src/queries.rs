@@ -138,11 +138,7 @@ impl Ledger {
     }
 
     async fn tallies(&self) -> Result<Tallies> {
-        let rows = sqlx::query!("select name, n from tallies")
-            .fetch_all(&self.read)
-            .await
-            .map_err(|e| self.db_err(e))?;
-        Ok(Tallies(rows.into_iter().map(|r| (r.name, r.n)).collect()))
+        Tallies::read(&self.read).await.map_err(|e| self.db_err(e))
     }
 
     /// Failed images grouped by error code, largest group first, with one message of each.
@@ -505,11 +501,7 @@ impl Ledger {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.db_err(e))?;
-        let tallies = sqlx::query!("select name, n from tallies")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| self.db_err(e))?;
-        let tallies = Tallies(tallies.into_iter().map(|r| (r.name, r.n)).collect());
+        let tallies = Tallies::read(&mut *tx).await.map_err(|e| self.db_err(e))?;
         let inputs = sqlx::query!(
             r#"select count(*) as "total!: i64",
                       count(*) filter (where i.status = 'done') as "done!: i64",
@@ -560,6 +552,13 @@ impl Ledger {
 struct Tallies(Vec<(String, i64)>);
 
 impl Tallies {
+    async fn read<'c>(conn: impl sqlx::SqliteExecutor<'c>) -> sqlx::Result<Self> {
+        let rows = sqlx::query!("select name, n from tallies")
+            .fetch_all(conn)
+            .await?;
+        Ok(Self(rows.into_iter().map(|r| (r.name, r.n)).collect()))
+    }
+
     fn get(&self, name: &str) -> i64 {
         self.0
             .iter()
