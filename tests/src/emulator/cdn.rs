@@ -95,7 +95,7 @@ fn serve(shared: &Shared, target: Target<'_>, headers: &HeaderMap) -> Response {
     state.counters.download_requests += 1;
     state.counters.cdn_headers.push(header_pairs(headers));
     let knobs = state.knobs.clone();
-    let fault = faults::draw_cdn_fault(&knobs, &mut state.rng);
+    let fault = faults::draw_cdn_fault(&knobs, &mut state.cdn_rng);
     if let Some(CdnFault::Error(status)) = fault {
         state.counters.faults_injected += 1;
         return faults::cdn_error_response(status);

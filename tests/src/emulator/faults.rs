@@ -310,4 +310,32 @@ mod tests {
         };
         assert!((0..100).all(|_| draw_cdn_fault(&always, &mut rng) == Some(CdnFault::Truncate)));
     }
+
+    /// The e2e fault tests download 15 results: with the CDN's own RNG their seeds inject a
+    /// fault within those first draws whatever the order of the client's requests.
+    #[test]
+    fn the_e2e_cdn_seeds_fault_within_fifteen_downloads() {
+        for (seed, knobs) in [
+            (
+                503,
+                Knobs {
+                    p_cdn_error: 0.3,
+                    ..Knobs::default()
+                },
+            ),
+            (
+                9,
+                Knobs {
+                    p_truncate: 0.3,
+                    ..Knobs::default()
+                },
+            ),
+        ] {
+            let (_, mut cdn) = crate::emulator::state::rngs(seed);
+            assert!(
+                (0..15).any(|_| draw_cdn_fault(&knobs, &mut cdn).is_some()),
+                "seed {seed}"
+            );
+        }
+    }
 }

@@ -41,7 +41,11 @@ pub(crate) enum Phase {
 /// Everything mutable, under one lock.
 pub(crate) struct State {
     pub(crate) knobs: Knobs,
+    /// Draws for API requests.
     pub(crate) rng: fastrand::Rng,
+    /// Draws for CDN requests, apart: a CDN fault sequence then does not depend on how the
+    /// client's API and CDN requests interleave, so a seed that injects a fault always does.
+    pub(crate) cdn_rng: fastrand::Rng,
     pub(crate) jobs: HashMap<String, Job>,
     /// Creation instants of jobs possibly still processing, oldest first.
     in_flight: VecDeque<Instant>,
@@ -108,12 +112,13 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(cdn_url: String, knobs: Knobs) -> Self {
-        let rng = fastrand::Rng::with_seed(knobs.seed);
+        let (rng, cdn_rng) = rngs(knobs.seed);
         Shared {
             cdn_url,
             state: Mutex::new(State {
                 knobs,
                 rng,
+                cdn_rng,
                 jobs: HashMap::new(),
                 in_flight: VecDeque::new(),
                 retained_input_bytes: 0,
@@ -128,10 +133,10 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Replaces the knobs and reseeds the RNG from them.
+    /// Replaces the knobs and reseeds the RNGs from them.
     pub(crate) fn set_knobs(&self, knobs: Knobs) {
         let mut state = self.lock();
-        state.rng = fastrand::Rng::with_seed(knobs.seed);
+        (state.rng, state.cdn_rng) = rngs(knobs.seed);
         state.knobs = knobs;
     }
 
@@ -164,4 +169,12 @@ pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The API's and the CDN's RNGs for `seed`.
+pub(crate) fn rngs(seed: u64) -> (fastrand::Rng, fastrand::Rng) {
+    (
+        fastrand::Rng::with_seed(seed),
+        fastrand::Rng::with_seed(seed ^ 0xcd4_cd4_cd4),
+    )
 }
