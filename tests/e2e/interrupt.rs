@@ -1,5 +1,6 @@
-//! Ctrl-C (SIGINT) while jobs are in flight: exit 130 with everything recorded, so the rerun
-//! completes without uploading any image twice.
+//! Ctrl-C (SIGINT) or SIGTERM while jobs are in flight: the requests in flight finish and are
+//! recorded, the run exits 130 (143 for SIGTERM), and the rerun completes without uploading any
+//! image twice.
 
 use std::time::Duration;
 
@@ -12,9 +13,9 @@ use crate::util::{
 
 const IMAGES: u64 = 16;
 
-/// Starts a run over 16 images with jobs taking 1.5 s, sends SIGINT once some jobs are in
+/// Starts a run over 16 images with jobs taking 1.5 s, sends `signal` once some jobs are in
 /// flight, and waits for the end.
-fn interrupted_run() -> (Emulator, TestDir, Expected, Vec<String>, Finished) {
+fn interrupted_run(signal: libc::c_int) -> (Emulator, TestDir, Expected, Vec<String>, Finished) {
     let emu = emulator(Knobs {
         processing_time: Duration::from_millis(1500),
         ..Knobs::default()
@@ -27,27 +28,19 @@ fn interrupted_run() -> (Emulator, TestDir, Expected, Vec<String>, Finished) {
     wait_for("two jobs in flight", PROCESS_TIMEOUT, || {
         emu.counters().create_jobs >= 2
     });
-    child.signal(libc::SIGINT);
+    child.signal(signal);
     let finished = child.wait(PROCESS_TIMEOUT);
     (emu, td, expected, shas, finished)
 }
 
-#[test]
-fn sigint_while_jobs_are_in_flight_exits_130() {
-    let (_emu, _td, _expected, _shas, finished) = interrupted_run();
-
-    let summary = finished.expect_code(130).json();
-
-    assert_eq!(summary["end"], "interrupted");
-}
-
-#[test]
-fn rerun_after_sigint_completes_without_uploading_any_image_twice() {
-    let (emu, td, expected, shas, finished) = interrupted_run();
-    finished.expect_code(130);
+/// Stops a run with `signal`, expects `code`, then reruns it: every output in place and no
+/// image uploaded twice.
+fn rerun_after(signal: libc::c_int, code: i32) {
+    let (emu, td, expected, shas, finished) = interrupted_run(signal);
+    finished.expect_code(code);
     assert!(
         emu.counters().create_jobs < IMAGES,
-        "the interrupt came too late to test a resume"
+        "the signal came too late to test a resume"
     );
     emu.set_knobs(Knobs {
         processing_time: Duration::from_millis(50),
@@ -59,4 +52,34 @@ fn rerun_after_sigint_completes_without_uploading_any_image_twice() {
 
     assert_each_uploaded_once(&emu.counters(), &shas);
     assert_outputs_exactly(&td.out(), &expected);
+}
+
+#[test]
+fn sigint_while_jobs_are_in_flight_exits_130() {
+    let (_emu, _td, _expected, _shas, finished) = interrupted_run(libc::SIGINT);
+
+    let summary = finished.expect_code(130).json();
+
+    assert_eq!(summary["end"], "interrupted");
+}
+
+#[test]
+fn rerun_after_sigint_completes_without_uploading_any_image_twice() {
+    rerun_after(libc::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_while_jobs_are_in_flight_stops_gracefully_and_exits_143() {
+    let (_emu, _td, _expected, _shas, finished) = interrupted_run(libc::SIGTERM);
+
+    let summary = finished.expect_code(143).json();
+
+    assert_eq!(summary["end"], "interrupted");
+}
+
+/// `kill PID` (SIGTERM) must not cost what `kill -9` may: the uploads it caught in flight are
+/// recorded before the exit, so the rerun pays for nothing twice.
+#[test]
+fn rerun_after_sigterm_completes_without_uploading_any_image_twice() {
+    rerun_after(libc::SIGTERM, 143);
 }

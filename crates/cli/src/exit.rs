@@ -10,6 +10,7 @@
 //! |      | that cannot be opened or used (missing, corrupt, newer, read-only, locked)   |
 //! | 3    | stopped early: the service refuses work (credits, quota, serial, auth)       |
 //! | 130  | interrupted by Ctrl-C (rerun the same command to resume)                     |
+//! | 143  | stopped by SIGTERM, handled like Ctrl-C                                      |
 //!
 //! Decisions: a ledger failure is exit 2 because the user must act on the file or the flags
 //! (`--ledger`), as with a bad config; it is recognised by [`LedgerUnavailable`] (any failure to
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::ConfigError;
+use crate::pipeline::StopSignal;
 
 /// How a successful command ended (errors are `anyhow::Error`s instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +36,8 @@ pub enum Status {
     ProblemsFound,
     /// The service refused work repeatedly; submitting stopped.
     Refused,
-    /// Ctrl-C.
-    Interrupted,
+    /// Ctrl-C or SIGTERM.
+    Interrupted(StopSignal),
 }
 
 /// A mistake in how eraser was invoked that clap cannot see (exit 2): say what to change.
@@ -58,7 +60,7 @@ pub fn code(result: &anyhow::Result<Status>) -> u8 {
         Ok(Status::Done) => 0,
         Ok(Status::SomeFailed | Status::ProblemsFound) => 1,
         Ok(Status::Refused) => 3,
-        Ok(Status::Interrupted) => 130,
+        Ok(Status::Interrupted(signal)) => signal.exit_code(),
         Err(e) if is_broken_pipe(e) => 0,
         Err(e) if is_usage(e) => 2,
         Err(_) => 1,
@@ -119,7 +121,8 @@ mod tests {
         assert_eq!(code(&Ok(Status::SomeFailed)), 1);
         assert_eq!(code(&Ok(Status::ProblemsFound)), 1);
         assert_eq!(code(&Ok(Status::Refused)), 3);
-        assert_eq!(code(&Ok(Status::Interrupted)), 130);
+        assert_eq!(code(&Ok(Status::Interrupted(StopSignal::Interrupt))), 130);
+        assert_eq!(code(&Ok(Status::Interrupted(StopSignal::Terminate))), 143);
     }
 
     #[test]

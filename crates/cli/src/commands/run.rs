@@ -69,7 +69,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyho
         RunEnd::Complete => Status::Done,
         RunEnd::SomeFailed => Status::SomeFailed,
         RunEnd::Refused { .. } => Status::Refused,
-        RunEnd::Interrupted => Status::Interrupted,
+        RunEnd::Interrupted(signal) => Status::Interrupted(signal),
     })
 }
 
@@ -158,7 +158,10 @@ fn report(outcome: &Outcome, json: bool, quiet: bool) -> anyhow::Result<()> {
             "error: the service refuses work (code {code}: {message}); submitting stopped, \
              the images not tried stay new"
         )),
-        RunEnd::Interrupted if !quiet => say("interrupted: rerun the same command to resume"),
+        RunEnd::Interrupted(signal) if !quiet => say(&format!(
+            "interrupted ({}): rerun the same command to resume",
+            signal.name()
+        )),
         _ => {}
     }
     Ok(())
@@ -172,7 +175,7 @@ fn summary_json(outcome: &Outcome) -> anyhow::Result<String> {
         RunEnd::Complete => "complete",
         RunEnd::SomeFailed => "some_failed",
         RunEnd::Refused { .. } => "refused",
-        RunEnd::Interrupted => "interrupted",
+        RunEnd::Interrupted(_) => "interrupted",
     };
     if let Some(map) = value.as_object_mut() {
         map.insert("end".into(), end.into());

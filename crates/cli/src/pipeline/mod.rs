@@ -11,12 +11,15 @@ mod limits;
 mod place;
 mod poll;
 mod scan;
+mod stop;
 mod walk;
+
+pub use stop::StopSignal;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -87,8 +90,8 @@ pub enum RunEnd {
     SomeFailed,
     /// The service refused work repeatedly with one code; submitting stopped.
     Refused { code: i64, message: String },
-    /// Ctrl-C.
-    Interrupted,
+    /// Ctrl-C or SIGTERM: requests in flight were finished and recorded.
+    Interrupted(StopSignal),
 }
 
 /// The result of a run.
@@ -100,7 +103,7 @@ pub struct Outcome {
 
 /// Consecutive create-job refusals with one code that mean "the service refuses work".
 const SYSTEMIC_REFUSALS: u32 = 3;
-/// How long in-flight requests may finish after the first Ctrl-C.
+/// How long in-flight requests may finish after the first Ctrl-C or SIGTERM.
 const GRACE: Duration = Duration::from_secs(5);
 /// How often the run re-reads the ledger for jobs it does not track (resumed, other runs').
 const REFRESH: Duration = Duration::from_secs(1);
@@ -118,9 +121,8 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let counters = Arc::clone(&hooks.counters);
-    let interrupted = Arc::new(Notify::new());
-    let stop_flag = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(Arc::clone(&interrupted), Arc::clone(&stop_flag));
+    let stop = stop::Stop::watch();
+    let interrupted = Arc::clone(&stop.notify);
     let opts = &Options {
         out: out_root(&opts.out, opts.dry_run)?,
         ..opts.clone()
@@ -211,7 +213,11 @@ pub async fn run(
     if opts.dry_run {
         tokio::select! {
             r = &mut scan_task => { scan_errors = r.context("scan task failed")??; }
-            _ = interrupted.notified() => { coordinator.end = Some(RunEnd::Interrupted); scan_task.abort(); }
+            _ = interrupted.notified() => {
+                let signal = stop.requested().unwrap_or(StopSignal::Interrupt);
+                coordinator.end = Some(RunEnd::Interrupted(signal));
+                scan_task.abort();
+            }
         }
     } else {
         let mut last_refresh = Instant::now() - REFRESH;
@@ -221,13 +227,17 @@ pub async fn run(
                 scan_errors = (&mut scan_task).await.context("scan task failed")??;
                 scan_done = true;
             }
-            if stop_flag.load(Ordering::Relaxed) && coordinator.end.is_none() {
-                coordinator.end = Some(RunEnd::Interrupted);
+            if let Some(signal) = stop.requested()
+                && coordinator.end.is_none()
+            {
+                coordinator.end = Some(RunEnd::Interrupted(signal));
                 stopping_since = Some(Instant::now());
                 scan_task.abort();
                 scan_done = true;
                 tracing::warn!(
-                    "interrupted: finishing requests in flight (Ctrl-C again to quit at once)"
+                    "{}: finishing requests in flight ({} again to quit at once)",
+                    signal.name(),
+                    signal.name()
                 );
             }
             if let Some(since) = stopping_since
@@ -297,7 +307,7 @@ pub async fn run(
     }
 
     // Final pass: every input of this run gets its output, or is reported.
-    let interrupted_now = matches!(coordinator.end, Some(RunEnd::Interrupted));
+    let interrupted_now = matches!(coordinator.end, Some(RunEnd::Interrupted(_)));
     // A dry run writes nothing, so it places nothing either (not even a missing output of a
     // done image, which a real run would copy or download again).
     let report = if interrupted_now || opts.dry_run {
@@ -356,9 +366,12 @@ pub async fn run(
             summary.stopped = Some(format!("the service refuses work: code {code}: {message}"));
             RunEnd::Refused { code, message }
         }
-        Some(RunEnd::Interrupted) => {
-            summary.stopped = Some("interrupted; run the same command again to resume".into());
-            RunEnd::Interrupted
+        Some(RunEnd::Interrupted(signal)) => {
+            summary.stopped = Some(format!(
+                "interrupted ({}); run the same command again to resume",
+                signal.name()
+            ));
+            RunEnd::Interrupted(signal)
         }
         _ if opts.dry_run && summary.input_errors > 0 => RunEnd::SomeFailed,
         _ if opts.dry_run => RunEnd::Complete,
@@ -369,7 +382,7 @@ pub async fn run(
         RunEnd::Complete => "complete",
         RunEnd::SomeFailed => "some-failed",
         RunEnd::Refused { .. } => "refused",
-        RunEnd::Interrupted => "interrupted",
+        RunEnd::Interrupted(_) => "interrupted",
     };
     let json = serde_json::to_string(&summary).unwrap_or_default();
     ledger
@@ -394,22 +407,6 @@ fn out_root(out: &std::path::Path, dry_run: bool) -> anyhow::Result<PathBuf> {
         return std::fs::canonicalize(out).map_err(|e| usage("resolve", e));
     }
     std::path::absolute(out).map_err(|e| usage("resolve", e))
-}
-
-/// First Ctrl-C: stop gracefully (the loop sees the flag); second: leave at once with 130.
-fn watch_ctrl_c(notify: Arc<Notify>, flag: Arc<AtomicBool>) {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
-        }
-        flag.store(true, Ordering::Relaxed);
-        notify.notify_waiters();
-        notify.notify_one();
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("eraser: interrupted again, quitting now; the next run resumes");
-            std::process::exit(130);
-        }
-    });
 }
 
 fn spawn_heartbeat(ledger: Ledger, run: RunId) -> tokio::task::JoinHandle<()> {
@@ -511,7 +508,7 @@ impl Coordinator {
 
     /// True unless the run was interrupted (a refusal still lets in-flight work finish).
     fn end_is_submission_only(&self) -> bool {
-        !matches!(self.end, Some(RunEnd::Interrupted))
+        !matches!(self.end, Some(RunEnd::Interrupted(_)))
     }
 
     /// Claims new images for the free job slots and starts their uploads.
