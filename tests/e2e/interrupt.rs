@@ -54,13 +54,18 @@ fn rerun_after(signal: libc::c_int, code: i32) {
     assert_outputs_exactly(&td.out(), &expected);
 }
 
-#[test]
-fn sigint_while_jobs_are_in_flight_exits_130() {
-    let (_emu, _td, _expected, _shas, finished) = interrupted_run(libc::SIGINT);
+/// Stops a run with `signal`: it exits `code` with an "interrupted" summary.
+fn stops_with(signal: libc::c_int, code: i32) {
+    let (_emu, _td, _expected, _shas, finished) = interrupted_run(signal);
 
-    let summary = finished.expect_code(130).json();
+    let summary = finished.expect_code(code).json();
 
     assert_eq!(summary["end"], "interrupted");
+}
+
+#[test]
+fn sigint_while_jobs_are_in_flight_exits_130() {
+    stops_with(libc::SIGINT, 130);
 }
 
 #[test]
@@ -70,11 +75,7 @@ fn rerun_after_sigint_completes_without_uploading_any_image_twice() {
 
 #[test]
 fn sigterm_while_jobs_are_in_flight_stops_gracefully_and_exits_143() {
-    let (_emu, _td, _expected, _shas, finished) = interrupted_run(libc::SIGTERM);
-
-    let summary = finished.expect_code(143).json();
-
-    assert_eq!(summary["end"], "interrupted");
+    stops_with(libc::SIGTERM, 143);
 }
 
 /// `kill PID` (SIGTERM) must not cost what `kill -9` may: the uploads it caught in flight are
