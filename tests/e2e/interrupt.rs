@@ -1,7 +1,10 @@
-//! Ctrl-C (SIGINT) or SIGTERM while jobs are in flight: the requests in flight finish and are
-//! recorded, the run exits 130 (143 for SIGTERM), and the rerun completes without uploading any
-//! image twice.
+//! Ctrl-C (SIGINT), SIGTERM or SIGHUP while jobs are in flight: the requests in flight finish
+//! and are recorded, the run exits 130 (143 for SIGTERM, 129 for SIGHUP), and the rerun
+//! completes without uploading any image twice. A run started with SIGHUP ignored (`nohup`)
+//! keeps going when its terminal closes.
 
+use std::os::unix::process::CommandExt as _;
+use std::process::Command;
 use std::time::Duration;
 
 use eraser_tests::emulator::{Emulator, Knobs};
@@ -16,6 +19,14 @@ const IMAGES: u64 = 16;
 /// Starts a run over 16 images with jobs taking 1.5 s, sends `signal` once some jobs are in
 /// flight, and waits for the end.
 fn interrupted_run(signal: libc::c_int) -> (Emulator, TestDir, Expected, Vec<String>, Finished) {
+    signalled_run(signal, |_| {})
+}
+
+/// [`interrupted_run`] with `setup` applied to the command first.
+fn signalled_run(
+    signal: libc::c_int,
+    setup: impl FnOnce(&mut Command),
+) -> (Emulator, TestDir, Expected, Vec<String>, Finished) {
     let emu = emulator(Knobs {
         processing_time: Duration::from_millis(1500),
         ..Knobs::default()
@@ -24,7 +35,9 @@ fn interrupted_run(signal: libc::c_int) -> (Emulator, TestDir, Expected, Vec<Str
     let mut expected = Expected::new();
     let shas = write_unique(&td, "i", 300, IMAGES, &mut expected);
 
-    let child = Running::start(&mut td.run_cmd(&emu, &[&td.inputs()], &td.out(), &["-j", "8"]));
+    let mut cmd = td.run_cmd(&emu, &[&td.inputs()], &td.out(), &["-j", "8"]);
+    setup(&mut cmd);
+    let child = Running::start(&mut cmd);
     wait_for("two jobs in flight", PROCESS_TIMEOUT, || {
         emu.counters().create_jobs >= 2
     });
@@ -83,4 +96,29 @@ fn sigterm_while_jobs_are_in_flight_stops_gracefully_and_exits_143() {
 #[test]
 fn rerun_after_sigterm_completes_without_uploading_any_image_twice() {
     rerun_after(libc::SIGTERM, 143);
+}
+
+#[test]
+fn sighup_while_jobs_are_in_flight_stops_gracefully_and_exits_129() {
+    stops_with(libc::SIGHUP, 129);
+}
+
+#[test]
+fn a_run_started_with_sighup_ignored_like_nohup_finishes_despite_a_hangup() {
+    let ignore_hup = |cmd: &mut Command| {
+        // SAFETY: between fork and exec only an async-signal-safe call is made: signal(2).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    };
+    let (emu, td, expected, shas, finished) = signalled_run(libc::SIGHUP, ignore_hup);
+
+    let summary = finished.expect_code(0).json();
+
+    assert_eq!(summary["end"], "complete");
+    assert_each_uploaded_once(&emu.counters(), &shas);
+    assert_outputs_exactly(&td.out(), &expected);
 }

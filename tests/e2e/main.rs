@@ -23,7 +23,7 @@ mod failures;
 mod faults;
 /// A hostile service: bad URLs, endless or slow bodies, non-image results; nothing escapes OUT.
 mod hostile;
-/// SIGINT / SIGTERM: exit 130 / 143, and the rerun completes without uploading anything twice.
+/// SIGINT / SIGTERM / SIGHUP: exit 130 / 143 / 129, and the rerun uploads nothing twice.
 mod interrupt;
 /// SIGKILL at random moments, then a rerun: valid outputs, no leftovers, bounded extra uploads.
 mod kill;

@@ -9,6 +9,7 @@
 //! | 2    | usage or configuration error (clap's own usage errors also exit 2); a ledger |
 //! |      | that cannot be opened or used (missing, corrupt, newer, read-only, locked)   |
 //! | 3    | stopped early: the service refuses work (credits, quota, serial, auth)       |
+//! | 129  | stopped by SIGHUP (terminal closed), handled like Ctrl-C                     |
 //! | 130  | interrupted by Ctrl-C (rerun the same command to resume)                     |
 //! | 143  | stopped by SIGTERM, handled like Ctrl-C                                      |
 //!
@@ -36,7 +37,7 @@ pub enum Status {
     ProblemsFound,
     /// The service refused work repeatedly; submitting stopped.
     Refused,
-    /// Ctrl-C or SIGTERM.
+    /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted(StopSignal),
 }
 
@@ -123,6 +124,7 @@ mod tests {
         assert_eq!(code(&Ok(Status::Refused)), 3);
         assert_eq!(code(&Ok(Status::Interrupted(StopSignal::Interrupt))), 130);
         assert_eq!(code(&Ok(Status::Interrupted(StopSignal::Terminate))), 143);
+        assert_eq!(code(&Ok(Status::Interrupted(StopSignal::Hangup))), 129);
     }
 
     #[test]

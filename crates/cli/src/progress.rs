@@ -1,7 +1,7 @@
 //! Live counters shared by the pipeline's stages, and how they are shown: indicatif bars on a
 //! terminal, a plain line every few seconds otherwise, nothing with `--quiet`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -111,7 +111,13 @@ impl Progress {
                     tokio::select! {
                         _ = &mut stopped => break,
                         _ = tokio::time::sleep(Duration::from_secs(10)) => {
-                            eprintln!("eraser: {}; {}", scan_line(&counters), work_line(&counters, started.elapsed()));
+                            // Dropped when stderr is gone (a closed terminal, a closed pipe).
+                            let _ = writeln!(
+                                std::io::stderr(),
+                                "eraser: {}; {}",
+                                scan_line(&counters),
+                                work_line(&counters, started.elapsed())
+                            );
                         }
                     }
                 }
