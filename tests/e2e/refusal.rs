@@ -92,3 +92,41 @@ fn a_rerun_once_the_service_accepts_work_again_completes_every_image() {
 
     assert_outputs_exactly(&td.out(), &expected);
 }
+
+/// Credits running out mid-batch: the jobs already accepted are still polled to the end and
+/// their outputs placed, then the run exits 3.
+#[test]
+fn a_refusal_while_jobs_are_processing_still_finishes_those_jobs() {
+    use std::time::Duration;
+
+    use crate::util::{PROCESS_TIMEOUT, Running, wait_for};
+
+    let emu = emulator(Knobs {
+        processing_time: Duration::from_secs(2),
+        ..Knobs::default()
+    });
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    write_unique(&td, "m", 600, IMAGES, &mut expected);
+    let running = Running::start(&mut td.run_cmd(
+        &emu,
+        &[&td.inputs()],
+        &td.out(),
+        &["-j", "4", "--upload-concurrency", "1"],
+    ));
+    wait_for("jobs processing", PROCESS_TIMEOUT, || {
+        emu.counters().create_jobs >= 2
+    });
+    emu.set_knobs(Knobs {
+        processing_time: Duration::from_secs(2),
+        refuse_code: Some(codes::INSUFFICIENT_CREDITS),
+        ..Knobs::default()
+    });
+
+    running.wait(PROCESS_TIMEOUT).expect_code(3);
+
+    let accepted = emu.counters().create_jobs;
+    let status = td.status(&emu);
+    assert_eq!(num(&status, "/images/done"), accepted, "status {status}");
+    assert_eq!(num(&status, "/images/processing"), 0, "status {status}");
+}

@@ -253,6 +253,9 @@ pub async fn run(
                     coordinator.adopt_in_flight().await?;
                     last_refresh = Instant::now();
                 }
+            }
+            // After a refusal the jobs already accepted are still polled to their end.
+            if coordinator.end_is_submission_only() {
                 coordinator.poll_due();
             }
             if scan_done
