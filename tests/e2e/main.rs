@@ -29,6 +29,8 @@ mod interrupt;
 mod kill;
 /// `eraser ledger status|list|show|retry|verify|export`.
 mod ledger_cmd;
+/// The service unreachable mid-run: exit 3, nothing failed for the outage, the rerun completes.
+mod outage;
 /// Systemic refusal: exit 3 naming the cause, few requests, untried images stay `new`.
 mod refusal;
 /// Rescans: unchanged files cost no ledger write; deleted, spoiled and returning files are seen.

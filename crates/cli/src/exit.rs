@@ -8,7 +8,8 @@
 //! |      | fatal error                                                                  |
 //! | 2    | usage or configuration error (clap's own usage errors also exit 2); a ledger |
 //! |      | that cannot be opened or used (missing, corrupt, newer, read-only, locked)   |
-//! | 3    | stopped early: the service refuses work (credits, quota, serial, auth)       |
+//! | 3    | stopped early: the service refuses work (credits, quota, serial, auth) or    |
+//! |      | cannot be reached (uploads unanswered even after retries)                    |
 //! | 129  | stopped by SIGHUP (terminal closed), handled like Ctrl-C                     |
 //! | 130  | interrupted by Ctrl-C (rerun the same command to resume)                     |
 //! | 143  | stopped by SIGTERM, handled like Ctrl-C                                      |
@@ -35,7 +36,7 @@ pub enum Status {
     SomeFailed,
     /// `ledger verify` found problems that remain.
     ProblemsFound,
-    /// The service refused work repeatedly; submitting stopped.
+    /// The service refused work, or gave no answer, repeatedly; submitting stopped.
     Refused,
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted(StopSignal),

@@ -68,7 +68,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyho
     Ok(match outcome.end {
         RunEnd::Complete => Status::Done,
         RunEnd::SomeFailed => Status::SomeFailed,
-        RunEnd::Refused { .. } => Status::Refused,
+        RunEnd::Refused { .. } | RunEnd::Unavailable { .. } => Status::Refused,
         RunEnd::Interrupted(signal) => Status::Interrupted(signal),
     })
 }
@@ -158,6 +158,10 @@ fn report(outcome: &Outcome, json: bool, quiet: bool) -> anyhow::Result<()> {
             "error: the service refuses work (code {code}: {message}); submitting stopped, \
              the images not tried stay new"
         )),
+        RunEnd::Unavailable { message } => say(&format!(
+            "error: the service cannot be reached ({message}); submitting stopped, the images \
+             not tried stay new and the jobs already accepted are polled by the next run"
+        )),
         RunEnd::Interrupted(signal) if !quiet => say(&format!(
             "interrupted ({}): rerun the same command to resume",
             signal.name()
@@ -168,13 +172,14 @@ fn report(outcome: &Outcome, json: bool, quiet: bool) -> anyhow::Result<()> {
 }
 
 /// The `--json` summary: the Summary's fields, `"end"` (`complete`, `some_failed`, `refused`,
-/// `interrupted`) and, when refused, `"refused": {"code", "message"}`.
+/// `unavailable`, `interrupted`) and, when refused, `"refused": {"code", "message"}`.
 fn summary_json(outcome: &Outcome) -> anyhow::Result<String> {
     let mut value = serde_json::to_value(&outcome.summary).context("encoding the summary")?;
     let end = match &outcome.end {
         RunEnd::Complete => "complete",
         RunEnd::SomeFailed => "some_failed",
         RunEnd::Refused { .. } => "refused",
+        RunEnd::Unavailable { .. } => "unavailable",
         RunEnd::Interrupted(_) => "interrupted",
     };
     if let Some(map) = value.as_object_mut() {

@@ -92,6 +92,10 @@ pub enum RunEnd {
     Refused { code: i64, message: String },
     /// Ctrl-C or SIGTERM: requests in flight were finished and recorded.
     Interrupted(StopSignal),
+    /// Uploads got no answer from the service, even after retries, several times in a row
+    /// (network or service down): submitting stopped and the run ended as after Ctrl-C, with
+    /// nothing marked failed for the outage.
+    Unavailable { message: String },
 }
 
 /// The result of a run.
@@ -201,6 +205,8 @@ pub async fn run(
         schedule: poll::Schedule::default(),
         eta,
         streak: None,
+        unanswered: 0,
+        unanswered_uploads: Vec::new(),
         end: None,
         run_failures: BTreeMap::new(),
         given_up: HashSet::new(),
@@ -239,6 +245,13 @@ pub async fn run(
                     signal.name(),
                     signal.name()
                 );
+            }
+            if matches!(coordinator.end, Some(RunEnd::Unavailable { .. }))
+                && stopping_since.is_none()
+            {
+                stopping_since = Some(Instant::now());
+                scan_task.abort();
+                scan_done = true;
             }
             if let Some(since) = stopping_since
                 && (coordinator.uploading.is_empty() && coordinator.tasks_other_than_polls() == 0
@@ -310,7 +323,10 @@ pub async fn run(
     }
 
     // Final pass: every input of this run gets its output, or is reported.
-    let interrupted_now = matches!(coordinator.end, Some(RunEnd::Interrupted(_)));
+    let interrupted_now = matches!(
+        coordinator.end,
+        Some(RunEnd::Interrupted(_) | RunEnd::Unavailable { .. })
+    );
     // A dry run writes nothing, so it places nothing either (not even a missing output of a
     // done image, which a real run would copy or download again).
     let report = if interrupted_now || opts.dry_run {
@@ -376,6 +392,12 @@ pub async fn run(
             ));
             RunEnd::Interrupted(signal)
         }
+        Some(RunEnd::Unavailable { message }) => {
+            summary.stopped = Some(format!(
+                "the service cannot be reached: {message}; run the same command again once it can"
+            ));
+            RunEnd::Unavailable { message }
+        }
         _ if opts.dry_run && summary.input_errors > 0 => RunEnd::SomeFailed,
         _ if opts.dry_run => RunEnd::Complete,
         _ if summary.outputs_failed > 0 || summary.pending > 0 => RunEnd::SomeFailed,
@@ -386,6 +408,7 @@ pub async fn run(
         RunEnd::SomeFailed => "some-failed",
         RunEnd::Refused { .. } => "refused",
         RunEnd::Interrupted(_) => "interrupted",
+        RunEnd::Unavailable { .. } => "unavailable",
     };
     let json = serde_json::to_string(&summary).unwrap_or_default();
     ledger
@@ -478,6 +501,10 @@ struct Coordinator {
     eta: poll::Eta,
     /// Consecutive create-job refusals: code, message, images.
     streak: Option<(i64, String, Vec<Sha256>)>,
+    /// Consecutive requests that got no answer from the service, even after retries.
+    unanswered: u32,
+    /// The images whose uploads are among them (put back to `new` if the service is lost).
+    unanswered_uploads: Vec<Sha256>,
     end: Option<RunEnd>,
     run_failures: BTreeMap<String, FailureCount>,
     /// Done jobs whose result could not be fetched this run; left `processing` for the next.
@@ -509,9 +536,13 @@ impl Coordinator {
             .saturating_sub(self.jobs.values().filter(|j| j.busy).count())
     }
 
-    /// True unless the run was interrupted (a refusal still lets in-flight work finish).
+    /// True unless the run was interrupted or lost the service (a refusal still lets in-flight
+    /// work finish).
     fn end_is_submission_only(&self) -> bool {
-        !matches!(self.end, Some(RunEnd::Interrupted(_)))
+        !matches!(
+            self.end,
+            Some(RunEnd::Interrupted(_) | RunEnd::Unavailable { .. })
+        )
     }
 
     /// Claims new images for the free job slots and starts their uploads.
@@ -694,6 +725,7 @@ impl Coordinator {
         match result {
             Ok(job_id) => {
                 self.streak = None;
+                self.answered();
                 self.ledger
                     .mark_processing(&sha, job_id.as_str())
                     .await
@@ -721,6 +753,7 @@ impl Coordinator {
             Err(e) => {
                 let path = claim.source_path.display().to_string();
                 if let Some(code) = e.api_code() {
+                    self.answered();
                     let message = api_message(&e);
                     self.fail(
                         &sha,
@@ -738,6 +771,7 @@ impl Coordinator {
                     self.fail(&sha, None, &format!("uploading {path}: {e}"), true)
                         .await?;
                     self.retry_within_run(&sha, claim.attempts + 1).await?;
+                    self.unanswered(Some(sha), &e).await?;
                 } else {
                     self.fail(&sha, None, &format!("uploading {path}: {e}"), false)
                         .await?;
@@ -829,12 +863,58 @@ impl Coordinator {
         Ok(())
     }
 
+    /// The service answered (whatever it said): it can be reached.
+    fn answered(&mut self) {
+        self.unanswered = 0;
+        self.unanswered_uploads.clear();
+    }
+
+    /// A request that got no usable answer even after the client's retries: an upload (`sha`)
+    /// or a `get-job` whose connection failed. Several in a row mean the service cannot be
+    /// reached (network or service down): submitting stops and the run ends as after Ctrl-C.
+    /// Nothing is left failed for the outage: those uploads' images go back to `new`, and the
+    /// jobs in flight stay `processing` for the next run to poll.
+    async fn unanswered(
+        &mut self,
+        sha: Option<Sha256>,
+        e: &eraser_api::Error,
+    ) -> anyhow::Result<()> {
+        if matches!(self.end, Some(RunEnd::Unavailable { .. })) {
+            if let Some(sha) = sha {
+                self.ledger.requeue(Some(&[sha])).await?;
+            }
+            return Ok(());
+        }
+        self.unanswered += 1;
+        self.unanswered_uploads.extend(sha);
+        if self.end.is_none() && self.unanswered >= SYSTEMIC_REFUSALS {
+            tracing::error!(
+                "{} requests in a row got no answer from the service (last: {e}); not \
+                 submitting more, the jobs in flight are left for the next run",
+                self.unanswered
+            );
+            self.ledger.requeue(Some(&self.unanswered_uploads)).await?;
+            self.answered();
+            self.end = Some(RunEnd::Unavailable {
+                message: e.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     async fn polled(
         &mut self,
         sha: Sha256,
         asked: Instant,
         result: Result<JobState, eraser_api::Error>,
     ) -> anyhow::Result<()> {
+        match &result {
+            // A connection that failed even after retries (a slow or broken answer is the
+            // job's business: it ends at --job-timeout).
+            Err(e @ eraser_api::Error::Transport { .. }) => self.unanswered(None, e).await?,
+            Err(e) if e.api_code().is_none() => {}
+            _ => self.answered(),
+        }
         let Some(job) = self.jobs.get_mut(&sha) else {
             return Ok(());
         };
