@@ -4,7 +4,8 @@
 use eraser_tests::emulator::{Emulator, Knobs, codes};
 
 use crate::util::{
-    Expected, Finished, TestDir, assert_outputs_exactly, emulator, num, write_unique,
+    Expected, FinishExt as _, Finished, TestDir, assert_outputs_exactly, emulator, num,
+    write_unique,
 };
 
 const IMAGES: u64 = 20;
@@ -129,4 +130,31 @@ fn a_refusal_while_jobs_are_processing_still_finishes_those_jobs() {
     let status = td.status(&emu);
     assert_eq!(num(&status, "/images/done"), accepted, "status {status}");
     assert_eq!(num(&status, "/images/processing"), 0, "status {status}");
+}
+
+/// A wrong address (every create-job answered HTTP 404) is the run's problem, not each image's:
+/// three in a row stop it with exit 3, and no image is left failed.
+#[test]
+fn an_address_answering_404_stops_the_run_with_exit_3_and_no_image_failed() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    write_unique(&td, "w", 600, IMAGES, &mut expected);
+    let mut cmd = td.run_cmd(&emu, &[&td.inputs()], &td.out(), &["-j", "4"]);
+    cmd.env(
+        "ERASER_API_BASE",
+        format!("{}/no-such-prefix", emu.api_url()),
+    );
+
+    let finished = cmd.finish().expect_code(3);
+
+    assert!(
+        finished.stderr.contains("404"),
+        "stderr does not name the status:\n{}",
+        finished.stderr
+    );
+    assert_eq!(emu.counters().create_jobs, 0);
+    let status = td.status(&emu);
+    assert_eq!(num(&status, "/images/failed"), 0, "status {status}");
+    assert_eq!(num(&status, "/images/new"), IMAGES, "status {status}");
 }

@@ -105,6 +105,13 @@ pub struct Outcome {
     pub summary: Summary,
 }
 
+/// HTTP statuses of a create-job that refuse the account or the address rather than the image
+/// (401, 402, 403, 404, 405, 410): repeated, they stop the run like a refusal code, instead of
+/// failing every image of the archive.
+fn refuses_everything(status: u16) -> bool {
+    matches!(status, 401..=405 | 410)
+}
+
 /// Consecutive create-job refusals with one code that mean "the service refuses work".
 const SYSTEMIC_REFUSALS: u32 = 3;
 /// How long in-flight requests may finish after the first Ctrl-C or SIGTERM.
@@ -755,6 +762,20 @@ impl Coordinator {
                 if let Some(code) = e.api_code() {
                     self.answered();
                     let message = api_message(&e);
+                    self.fail(
+                        &sha,
+                        Some(code),
+                        &format!("{message} (uploading {path})"),
+                        false,
+                    )
+                    .await?;
+                    self.refusal(code, message, sha).await?;
+                } else if let Some(status) = e.http_status().filter(|s| refuses_everything(*s)) {
+                    // Not about this image: the account or the address is refused. Counted
+                    // like the service's refusal codes, by HTTP status.
+                    self.answered();
+                    let code = i64::from(status);
+                    let message = e.to_string();
                     self.fail(
                         &sha,
                         Some(code),
