@@ -92,7 +92,7 @@ pub enum RunEnd {
     Refused { code: i64, message: String },
     /// Ctrl-C or SIGTERM: requests in flight were finished and recorded.
     Interrupted(StopSignal),
-    /// Uploads got no answer from the service, even after retries, several times in a row
+    /// Requests got no answer from the service, even after retries, several times in a row
     /// (network or service down): submitting stopped and the run ended as after Ctrl-C, with
     /// nothing marked failed for the outage.
     Unavailable { message: String },
