@@ -8,14 +8,15 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 use eraser_tests::emulator::{Emulator, Knobs};
 
 use crate::util::{
-    Expected, Finished, Format, TestDir, assert_each_uploaded_once, assert_outputs_exactly,
-    emulator, image, sha256_hex, temp_files_below, write_unique,
+    Expected, FinishExt as _, Finished, Format, TestDir, assert_each_uploaded_once,
+    assert_outputs_exactly, emulator, image, sha256_hex, temp_files_below, write_unique,
 };
 
 // --- mounts and modes -------------------------------------------------------------------------------
@@ -276,6 +277,85 @@ fn after_a_full_disk_a_rerun_with_space_places_every_result_without_uploading_ag
     finished.expect_code(0);
     assert_outputs_exactly(&td.out(), &expected);
     assert_each_uploaded_once(&emu.counters(), expected.values());
+}
+
+// --- a file size limit (ulimit -f) ---------------------------------------------------------------
+
+/// Results of 3 MiB, as large as real photos, where every other file eraser writes stays small.
+const RESULT_PADDING: usize = 3 << 20;
+
+/// `cmd` with its file size limit (`ulimit -f`) set to `bytes`: the kernel stops any write that
+/// would make a file larger, and by default kills the writer with SIGXFSZ.
+fn file_size_limit(mut cmd: Command, bytes: u64) -> Command {
+    // SAFETY: between fork and exec only setrlimit(2), async-signal-safe, is called.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    cmd
+}
+
+#[test]
+fn results_past_the_file_size_limit_fail_with_a_clear_message_not_a_killed_process() {
+    let emu = emulator(Knobs {
+        output_padding: RESULT_PADDING,
+        ..Knobs::default()
+    });
+    let (td, _expected) = tree(880, 2);
+    let cmd = td.run_cmd(&emu, &[&td.inputs()], &td.out(), &[]);
+
+    let finished = file_size_limit(cmd, 2 << 20).finish();
+
+    assert_no_panic(&finished);
+    assert_stderr_contains(&finished, "File too large");
+    let leftovers = temp_files_below(&td.out());
+    assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
+    assert!(
+        crate::util::files_below(&td.out()).is_empty(),
+        "half-written outputs"
+    );
+    finished.expect_code(1);
+}
+
+#[test]
+fn after_results_past_the_file_size_limit_a_rerun_without_it_places_them_without_uploading_again() {
+    let emu = emulator(Knobs {
+        output_padding: RESULT_PADDING,
+        ..Knobs::default()
+    });
+    let (td, expected) = tree(890, 2);
+    let cmd = td.run_cmd(&emu, &[&td.inputs()], &td.out(), &[]);
+    file_size_limit(cmd, 2 << 20).finish().expect_code(1);
+
+    let finished = td.run(&emu, &[&td.inputs()], &td.out(), &[]);
+
+    finished.expect_code(0);
+    assert_outputs_exactly(&td.out(), &expected);
+    assert_each_uploaded_once(&emu.counters(), expected.values());
+}
+
+#[test]
+fn a_file_size_limit_too_small_for_the_ledger_stops_with_exit_2_naming_the_ledger_and_the_limit() {
+    let emu = emulator(Knobs::default());
+    let (td, _expected) = tree(900, 2);
+    let cmd = td.run_cmd(&emu, &[&td.inputs()], &td.out(), &[]);
+
+    let finished = file_size_limit(cmd, 16 << 10).finish();
+
+    assert_no_panic(&finished);
+    assert_stderr_contains(&finished, &td.ledger().display().to_string());
+    assert_stderr_contains(&finished, "ulimit -f");
+    assert_eq!(emu.counters().create_job_requests, 0);
+    finished.expect_code(2);
 }
 
 // --- the ledger -----------------------------------------------------------------------------------

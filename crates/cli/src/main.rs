@@ -3,7 +3,8 @@
 //! The table of contents of a run:
 //! 1. parse the command line (clap prints help, or a usage error and exits 2);
 //! 2. install logging on stderr (`-v`, `-q`, `RUST_LOG`, `--color`);
-//! 3. cap the allocator's arenas, then build the tokio multi-thread runtime;
+//! 3. cap the allocator's arenas, let a write past `ulimit -f` fail instead of killing the
+//!    process, then build the tokio multi-thread runtime;
 //! 4. run the command (`commands::run`);
 //! 5. turn the outcome into the exit code (`exit::finish`: prints `error: …` on failure;
 //!    a closed stdout exits 0 quietly). No panics: every failure is an error value.
@@ -17,6 +18,7 @@ use eraser::{cli, commands, exit, logging};
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    fail_writes_past_the_file_size_limit();
     let cli = cli::Cli::parse();
     logging::init(cli.global.verbose, cli.global.quiet, cli.global.color);
     let result = tokio::runtime::Builder::new_multi_thread()
@@ -46,3 +48,18 @@ fn limit_malloc_arenas() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
+
+/// Past the file size limit (`ulimit -f`) the kernel kills the writer with SIGXFSZ by default:
+/// eraser would die mid-batch with no message. Ignored, the write fails with EFBIG ("File too
+/// large"), which is reported like a full disk, naming the file, and the run goes on.
+#[cfg(unix)]
+fn fail_writes_past_the_file_size_limit() {
+    // SAFETY: runs in main before any other thread exists; setting a signal to SIG_IGN installs
+    // no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+#[cfg(not(unix))]
+fn fail_writes_past_the_file_size_limit() {}

@@ -61,6 +61,13 @@ pub enum Error {
     /// The disk holding the ledger is full.
     #[error("the disk holding the ledger {} is full", path.display())]
     DiskFull { path: PathBuf },
+    /// The operating system refused a read or write of the ledger's files (a failing disk, a
+    /// full one that reports it as an I/O error, a file size limit such as `ulimit -f`).
+    #[error(
+        "cannot read or write the ledger {}: {detail}; check the disk and any file size limit (ulimit -f)",
+        path.display()
+    )]
+    Io { path: PathBuf, detail: String },
     /// Applying the embedded migrations failed.
     #[error("cannot migrate the ledger {}: {source}", path.display())]
     Migrate {
@@ -108,6 +115,7 @@ impl Error {
             | Self::NewerSchema { .. }
             | Self::ReadOnly { .. }
             | Self::DiskFull { .. }
+            | Self::Io { .. }
             | Self::Migrate { .. }
             | Self::InvalidData { .. } => ErrorKind::Stop,
             Self::Database { source, .. } => match source {
@@ -145,6 +153,10 @@ impl Error {
             },
             Some(SQLITE_READONLY) => Self::ReadOnly { path },
             Some(SQLITE_FULL) => Self::DiskFull { path },
+            Some(SQLITE_IOERR) => Self::Io {
+                path,
+                detail: message(&source),
+            },
             Some(SQLITE_CANTOPEN) => Self::CannotOpen {
                 path,
                 detail: message(&source),
@@ -192,6 +204,7 @@ fn message(source: &sqlx::Error) -> String {
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
 const SQLITE_READONLY: i32 = 8;
+const SQLITE_IOERR: i32 = 10;
 const SQLITE_CORRUPT: i32 = 11;
 const SQLITE_FULL: i32 = 13;
 const SQLITE_CANTOPEN: i32 = 14;

@@ -58,6 +58,9 @@ struct Args {
     /// Refuse every create-job with this code (e.g. 300002, insufficient credits).
     #[arg(long, allow_negative_numbers = true)]
     refuse_code: Option<i64>,
+    /// Zero bytes appended after each output JPEG (results as large as real photos).
+    #[arg(long, default_value_t = 0)]
+    output_padding: usize,
     /// One hostile behaviour.
     #[arg(long, value_enum)]
     hostile: Option<Hostile>,
@@ -81,6 +84,7 @@ impl Args {
             p_truncate: self.p_truncate,
             max_in_flight: self.max_in_flight,
             refuse_code: self.refuse_code,
+            output_padding: self.output_padding,
             hostile: self.hostile,
             seed: self.seed,
         }

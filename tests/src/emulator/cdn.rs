@@ -157,7 +157,8 @@ fn serve(shared: &Shared, target: Target<'_>, headers: &HeaderMap) -> Response {
             let bytes = match cached {
                 Some(bytes) => bytes,
                 None => match images::output_jpeg(&sha256) {
-                    Ok(jpeg) => {
+                    Ok(mut jpeg) => {
+                        jpeg.resize(jpeg.len() + knobs.output_padding, 0);
                         let jpeg = Bytes::from(jpeg);
                         if let Some(job) = shared.lock().jobs.get_mut(&id) {
                             job.output = Some(jpeg.clone());

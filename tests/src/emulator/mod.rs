@@ -81,6 +81,9 @@ pub struct Knobs {
     pub max_in_flight: Option<usize>,
     /// When set, every create-job is refused with this code (systemic: credits, quota).
     pub refuse_code: Option<i64>,
+    /// Zero bytes appended after each output JPEG's end, so results can be as large as real
+    /// photos (tests of file size limits need results bigger than the ledger).
+    pub output_padding: usize,
     /// One hostile behaviour, see [`Hostile`].
     pub hostile: Option<Hostile>,
     /// Seed of the RNG behind every probability above.
@@ -88,7 +91,8 @@ pub struct Knobs {
 }
 
 impl Default for Knobs {
-    /// No faults, instant processing, `Retry-After: 1`, failure code 300010, seed 1.
+    /// No faults, instant processing, unpadded outputs, `Retry-After: 1`, failure code 300010,
+    /// seed 1.
     fn default() -> Self {
         Knobs {
             processing_time: Duration::ZERO,
@@ -103,6 +107,7 @@ impl Default for Knobs {
             p_truncate: 0.0,
             max_in_flight: None,
             refuse_code: None,
+            output_padding: 0,
             hostile: None,
             seed: 1,
         }
