@@ -76,9 +76,29 @@ pub fn finish(result: anyhow::Result<Status>) -> ExitCode {
         && !is_broken_pipe(e)
     {
         // Nothing is left to tell if stderr itself is gone.
-        let _ = writeln!(std::io::stderr(), "error: {e:#}");
+        let _ = writeln!(std::io::stderr(), "error: {}", one_line(e));
     }
     ExitCode::from(code(&result))
+}
+
+/// An error and its causes on one line, like `{:#}`, except that a cause already told in full
+/// by the error above it (library errors that show their source in their own message, such as
+/// "PATH: File too large") is not told twice.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut above = String::new();
+    for cause in e.chain() {
+        let message = cause.to_string();
+        if above.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+        above = message;
+    }
+    text
 }
 
 /// True when the error is stdout (or another pipe) having been closed by the reader.
@@ -180,6 +200,37 @@ mod tests {
         });
         assert_eq!(format!("{err:#}"), "run 1 is not in the ledger");
         assert_eq!(code(&Err(err)), 2);
+    }
+
+    #[test]
+    fn one_line_tells_a_cause_its_error_already_shows_only_once() {
+        let io = std::io::Error::from_raw_os_error(libc::EFBIG);
+        let shown = format!("/out/.a.jpg.part: {io}");
+        #[derive(Debug, thiserror::Error)]
+        #[error("{shown}")]
+        struct ShowsSource {
+            shown: String,
+            source: std::io::Error,
+        }
+        let err = anyhow::Error::new(ShowsSource { shown, source: io })
+            .context("downloading the result for /in/a.png");
+
+        assert_eq!(
+            one_line(&err),
+            "downloading the result for /in/a.png: /out/.a.jpg.part: File too large (os error 27)"
+        );
+    }
+
+    #[test]
+    fn one_line_keeps_every_distinct_cause_in_order() {
+        let err = anyhow::anyhow!("no space")
+            .context("writing /out/a.jpg")
+            .context("placing image 1");
+
+        assert_eq!(
+            one_line(&err),
+            "placing image 1: writing /out/a.jpg: no space"
+        );
     }
 
     #[test]

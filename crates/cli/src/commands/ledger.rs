@@ -886,7 +886,8 @@ async fn verify(
                         tally.repaired += 1;
                         write!(out, "; repaired: {done}").context(STDOUT)?;
                     }
-                    Err(e) => write!(out, "; repair failed: {e:#}").context(STDOUT)?,
+                    Err(e) => write!(out, "; repair failed: {}", crate::exit::one_line(&e))
+                        .context(STDOUT)?,
                 }
             }
             writeln!(out).context(STDOUT)?;

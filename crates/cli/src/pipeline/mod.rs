@@ -707,12 +707,16 @@ impl Coordinator {
                         Some(a)
                             if !a.is_retryable() && !matches!(a, eraser_api::Error::Io { .. }) =>
                         {
-                            self.fail(&sha, None, &format!("{e:#}"), false).await?;
+                            self.fail(&sha, None, &crate::exit::one_line(&e), false)
+                                .await?;
                         }
                         _ => {
                             // The job is done at the service: the next run downloads it again.
-                            tracing::error!("{e:#}");
-                            self.note_failure("download", &format!("{e:#}"));
+                            tracing::error!("{}", crate::exit::one_line(&e));
+                            self.note_failure(
+                                crate::summary::NOT_PLACED,
+                                &crate::exit::one_line(&e),
+                            );
                             self.given_up.insert(sha);
                         }
                     }
@@ -1128,11 +1132,15 @@ impl Coordinator {
             Ok(true) => report.in_place += 1,
             Ok(false) => report.pending += 1,
             Err(e) => {
-                tracing::error!("{}: {e:#}", state.input.path.display());
+                tracing::error!(
+                    "{}: {}",
+                    state.input.path.display(),
+                    crate::exit::one_line(&e)
+                );
                 report.failed += 1;
                 let f = report.failures.entry("output".into()).or_default();
                 f.count += 1;
-                f.message = format!("{e:#}");
+                f.message = crate::exit::one_line(&e);
             }
         }
     }
@@ -1197,7 +1205,7 @@ async fn complete(
         place::record_done_unplaced(ledger, &sha, done).await?;
         counters.add_credits(done);
         if let Some(e) = first_error {
-            tracing::warn!("{e:#}");
+            tracing::warn!("{}", crate::exit::one_line(&e));
         }
     }
     Ok(())
