@@ -57,6 +57,11 @@ pub struct Summary {
     pub pending: u64,
 }
 
+/// The failure code of results finished at the service but not written into OUT (a full disk,
+/// a read-only OUT, a file size limit, a download that kept failing): the image stays
+/// `processing`, and the next run downloads it again without a new upload.
+pub const NOT_PLACED: &str = "download";
+
 /// Credits reported by the service for the jobs finished this run.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Credits {
@@ -102,8 +107,15 @@ impl Summary {
             (
                 "outputs",
                 format!(
-                    "{} done, {} failed, {} already in place",
-                    self.outputs_done, self.outputs_failed, self.already_done
+                    "{} done, {} failed, {} already in place{}",
+                    self.outputs_done,
+                    self.outputs_failed,
+                    self.already_done,
+                    if self.pending > 0 {
+                        format!(", {} left for the next run", self.pending)
+                    } else {
+                        String::new()
+                    }
                 ),
             ),
             (
@@ -131,18 +143,90 @@ impl Summary {
             let _ = writeln!(s, "{k:>11}  {v}");
         }
         for (code, f) in &self.failures {
+            if code == NOT_PLACED {
+                let _ = writeln!(
+                    s,
+                    "{:>11}  {} × a finished result not written: {}",
+                    "not placed", f.count, f.message
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "{:>11}  {} × code {code}: {}",
+                    "failed", f.count, f.message
+                );
+            }
+        }
+        if self.failures.contains_key(NOT_PLACED) {
             let _ = writeln!(
                 s,
-                "{:>11}  {} × code {code}: {}",
-                "failed", f.count, f.message
+                "{:>11}  run the same command again: finished results are fetched again, \
+                 nothing is uploaded twice",
+                "next"
             );
         }
-        if !self.failures.is_empty() {
+        if self.failures.keys().any(|code| code != NOT_PLACED) {
             let _ = writeln!(s, "{:>11}  eraser ledger list --status failed", "see");
         }
         if let Some(why) = &self.stopped {
             let _ = writeln!(s, "{:>11}  {why}", "stopped");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_failure(code: &str) -> Summary {
+        let mut summary = Summary::default();
+        summary.failures.insert(
+            code.to_owned(),
+            FailureCount {
+                count: 2,
+                message: "why".to_owned(),
+            },
+        );
+        summary
+    }
+
+    #[test]
+    fn results_not_written_point_to_a_rerun_not_to_the_failed_list() {
+        let text = with_failure(NOT_PLACED).render();
+
+        assert!(
+            text.contains("not placed  2 × a finished result not written: why"),
+            "{text}"
+        );
+        assert!(text.contains("run the same command again"), "{text}");
+        assert!(!text.contains("--status failed"), "{text}");
+    }
+
+    #[test]
+    fn failed_images_point_to_the_failed_list() {
+        let text = with_failure("300010").render();
+
+        assert!(text.contains("failed  2 × code 300010: why"), "{text}");
+        assert!(
+            text.contains("eraser ledger list --status failed"),
+            "{text}"
+        );
+        assert!(!text.contains("run the same command again"), "{text}");
+    }
+
+    #[test]
+    fn inputs_left_unfinished_are_counted_in_the_outputs_row() {
+        let summary = Summary {
+            pending: 3,
+            ..Summary::default()
+        };
+
+        assert!(summary.render().contains(", 3 left for the next run"));
+        assert!(
+            !Summary::default()
+                .render()
+                .contains("left for the next run")
+        );
     }
 }
