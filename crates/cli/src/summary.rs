@@ -62,6 +62,14 @@ pub struct Summary {
 /// `processing`, and the next run downloads it again without a new upload.
 pub const NOT_PLACED: &str = "download";
 
+/// The failure code of inputs that could not be read or recognised (listed by
+/// `eraser ledger list --rejected`, not among failed images).
+pub const NOT_READ: &str = "input";
+
+/// The failure code of an input whose image is done but whose output could not be put in place
+/// (copied from another input's, or downloaded again); the message names the file and why.
+pub const OUTPUT: &str = "output";
+
 /// Credits reported by the service for the jobs finished this run.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Credits {
@@ -165,7 +173,15 @@ impl Summary {
                 "next"
             );
         }
-        if self.failures.keys().any(|code| code != NOT_PLACED) {
+        if self.failures.contains_key(NOT_READ) {
+            let _ = writeln!(s, "{:>11}  eraser ledger list --rejected", "see");
+        }
+        let not_an_image_failure = [NOT_PLACED, NOT_READ, OUTPUT];
+        if self
+            .failures
+            .keys()
+            .any(|code| !not_an_image_failure.contains(&code.as_str()))
+        {
             let _ = writeln!(s, "{:>11}  eraser ledger list --status failed", "see");
         }
         if let Some(why) = &self.stopped {
@@ -213,6 +229,14 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("run the same command again"), "{text}");
+    }
+
+    #[test]
+    fn unreadable_inputs_point_to_the_rejected_list() {
+        let text = with_failure(NOT_READ).render();
+
+        assert!(text.contains("eraser ledger list --rejected"), "{text}");
+        assert!(!text.contains("--status failed"), "{text}");
     }
 
     #[test]

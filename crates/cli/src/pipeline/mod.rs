@@ -383,7 +383,10 @@ pub async fn run(
         pending: report.pending,
     };
     for e in &scan_errors {
-        let f = summary.failures.entry("input".into()).or_default();
+        let f = summary
+            .failures
+            .entry(crate::summary::NOT_READ.into())
+            .or_default();
         f.count += 1;
         f.message = format!("{}: {}", e.path.display(), e.reason);
     }
@@ -1138,7 +1141,10 @@ impl Coordinator {
                     crate::exit::one_line(&e)
                 );
                 report.failed += 1;
-                let f = report.failures.entry("output".into()).or_default();
+                let f = report
+                    .failures
+                    .entry(crate::summary::OUTPUT.into())
+                    .or_default();
                 f.count += 1;
                 f.message = crate::exit::one_line(&e);
             }
