@@ -108,3 +108,57 @@ fn a_job_resumed_after_a_pause_longer_than_the_job_timeout_is_waited_for_not_fai
         "the job was not paid for twice"
     );
 }
+
+/// One image whose 4 s job outlives a 1 s `--job-timeout`: the run fails it, retryable.
+fn timed_out_job() -> (eraser_tests::emulator::Emulator, TestDir, Expected) {
+    let emu = emulator(Knobs {
+        processing_time: std::time::Duration::from_secs(4),
+        ..Knobs::default()
+    });
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    write_unique(&td, "slow", 710, 1, &mut expected);
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &["--job-timeout", "1s"])
+        .expect_code(1)
+        .json();
+    assert_eq!(num(&summary, "/outputs_failed"), 1);
+    (emu, td, expected)
+}
+
+#[test]
+fn ledger_retry_of_a_timed_out_job_polls_it_again_instead_of_paying_twice() {
+    let (emu, td, expected) = timed_out_job();
+
+    let said = td.ledger_cmd(&emu, &["retry"]).expect_code(0);
+    assert!(
+        said.stdout
+            .contains("1 timed-out job(s) put back to processing"),
+        "{}",
+        said.stdout
+    );
+    assert_eq!(num(&td.status(&emu), "/images/processing"), 1);
+    td.run(&emu, &[&td.inputs()], &td.out(), &[]).expect_code(0);
+
+    assert_outputs_exactly(&td.out(), &expected);
+    assert_eq!(
+        emu.counters().create_jobs,
+        1,
+        "the image was paid for twice"
+    );
+}
+
+#[test]
+fn run_retry_failed_polls_a_timed_out_job_again_instead_of_paying_twice() {
+    let (emu, td, expected) = timed_out_job();
+
+    td.run(&emu, &[&td.inputs()], &td.out(), &["--retry-failed"])
+        .expect_code(0);
+
+    assert_outputs_exactly(&td.out(), &expected);
+    assert_eq!(
+        emu.counters().create_jobs,
+        1,
+        "the image was paid for twice"
+    );
+}

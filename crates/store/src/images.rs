@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use crate::ledger::{now_text, path_bytes, path_from_bytes, to_i64, to_u64};
 use crate::rows::to_u32;
 use crate::runs::{RunLiveness, this_host};
-use crate::{Claim, DoneRecord, Error, Failure, ImageStatus, Ledger, Result, RunId, Sha256};
+use crate::{
+    Claim, DoneRecord, Error, Failure, ImageStatus, Ledger, Result, Retried, RunId, Sha256,
+};
 
 impl Ledger {
     /// Forgets where a done image's result was stored (the file is gone), keeping the job and
@@ -73,7 +75,7 @@ impl Ledger {
         let mut claims = Vec::with_capacity(picked.len());
         for row in picked {
             let claimed = sqlx::query!(
-                "update images set status = 'uploading', claimed_by = ?1, updated_at = ?2
+                "update images set status = 'uploading', claimed_by = ?1, job_id = null, updated_at = ?2
                  where id = ?3 and status = 'new'",
                 run.0,
                 now,
@@ -189,7 +191,7 @@ impl Ledger {
         let key = &sha.0[..];
         let done = sqlx::query!(
             "delete from images
-             where sha256 = ?1 and status = 'new' and job_id is null
+             where sha256 = ?1 and status = 'new' and job_id is null and attempts = 0
                and not exists (select 1 from inputs where inputs.image_id = images.id)",
             key
         )
@@ -217,9 +219,68 @@ impl Ledger {
         let mut tx = self.begin_write().await?;
         let mut requeued = 0;
         for sha in shas {
+            requeued += self.requeue_one(&mut tx, &sha.0[..], &now).await?;
+        }
+        tx.commit().await.map_err(|e| self.db_err(e))?;
+        Ok(requeued)
+    }
+
+    /// `failed` → `new` for one image (by its sha256 bytes) inside `tx`; 1 if it moved.
+    async fn requeue_one(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        key: &[u8],
+        now: &str,
+    ) -> Result<u64> {
+        let moved = sqlx::query!(
+            "update images set status = 'new', updated_at = ?1 where sha256 = ?2 and status = 'failed'",
+            now,
+            key
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        Ok(moved.rows_affected())
+    }
+
+    /// What the user asked to retry (`ledger retry`, `run --retry-failed`): each failed image
+    /// goes back to `new`, except a job that failed only because eraser stopped waiting for it
+    /// (its `--job-timeout`, or polls that kept failing: no verdict from the service, retryable)
+    /// which goes back to `processing` with its job id, so the next run polls that job (the
+    /// service may have finished it) instead of paying for the image again. `None` = every
+    /// failed image.
+    pub async fn retry_failed(&self, shas: Option<&[Sha256]>) -> Result<Retried> {
+        let now = now_text();
+        let mut tx = self.begin_write().await?;
+        let mut retried = Retried::default();
+        let Some(shas) = shas else {
+            retried.to_poll = sqlx::query!(
+                "update images set status = 'processing', claimed_by = null, updated_at = ?1
+                 where status = 'failed' and job_id is not null and error_code is null
+                   and retryable = 1",
+                now
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?
+            .rows_affected();
+            retried.to_upload = sqlx::query!(
+                "update images set status = 'new', updated_at = ?1 where status = 'failed'",
+                now
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?
+            .rows_affected();
+            tx.commit().await.map_err(|e| self.db_err(e))?;
+            return Ok(retried);
+        };
+        for sha in shas {
             let key = &sha.0[..];
-            requeued += sqlx::query!(
-                "update images set status = 'new', updated_at = ?1 where sha256 = ?2 and status = 'failed'",
+            let polled = sqlx::query!(
+                "update images set status = 'processing', claimed_by = null, updated_at = ?1
+                 where sha256 = ?2 and status = 'failed' and job_id is not null
+                   and error_code is null and retryable = 1",
                 now,
                 key
             )
@@ -227,9 +288,13 @@ impl Ledger {
             .await
             .map_err(|e| self.db_err(e))?
             .rows_affected();
+            retried.to_poll += polled;
+            if polled == 0 {
+                retried.to_upload += self.requeue_one(&mut tx, key, &now).await?;
+            }
         }
         tx.commit().await.map_err(|e| self.db_err(e))?;
-        Ok(requeued)
+        Ok(retried)
     }
 
     /// `done` → `new`: the stored result is unusable and cannot be fetched again. Clears the

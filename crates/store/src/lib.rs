@@ -12,7 +12,11 @@
 //! | `release_claim`      | `uploading`               | `new`        |
 //! | `recover` (dead run) | `uploading`               | `new`        |
 //! | `requeue`            | `failed`                  | `new`        |
+//! | `retry_failed`       | `failed`                  | `new` *      |
 //! | `reset_done`         | `done`                    | `new`        |
+//!
+//! \* or `processing`, keeping its job id, for a job eraser stopped waiting for (timed out): the
+//! next run polls it instead of paying for the image again.
 //!
 //! Every transition is a compare-and-set on the current status, so two processes sharing one
 //! ledger never both claim an image. Inputs (file paths, stored as raw OS bytes) point at their

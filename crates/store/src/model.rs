@@ -288,6 +288,15 @@ pub struct Failure {
     pub retryable: bool,
 }
 
+/// What [`Ledger::retry_failed`](crate::Ledger::retry_failed) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Retried {
+    /// Images back to `new`: the next run uploads them (a credit each).
+    pub to_upload: u64,
+    /// Jobs eraser had stopped waiting for, back to `processing`: the next run polls them.
+    pub to_poll: u64,
+}
+
 /// A full image row.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageRow {

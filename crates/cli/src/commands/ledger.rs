@@ -667,17 +667,28 @@ async fn retry(
     out: &mut impl Write,
 ) -> anyhow::Result<Status> {
     let parsed = parse_shas(shas)?;
-    let n = if parsed.is_empty() {
-        ledger.requeue(None).await?
+    let retried = if parsed.is_empty() {
+        ledger.retry_failed(None).await?
     } else {
-        ledger.requeue(Some(&parsed)).await?
+        ledger.retry_failed(Some(&parsed)).await?
     };
     writeln!(
         out,
-        "{n} failed image(s) put back to new; the next `eraser run` tries them again"
+        "{} failed image(s) put back to new; the next `eraser run` tries them again",
+        retried.to_upload
     )
     .context(STDOUT)?;
-    say_left_alone(parsed.len(), n, "failed", quiet);
+    if retried.to_poll > 0 {
+        writeln!(
+            out,
+            "{} timed-out job(s) put back to processing; the next `eraser run` polls them \
+             (no new upload unless the service says the job failed)",
+            retried.to_poll
+        )
+        .context(STDOUT)?;
+    }
+    let moved = retried.to_upload + retried.to_poll;
+    say_left_alone(parsed.len(), moved, "failed", quiet);
     Ok(Status::Done)
 }
 

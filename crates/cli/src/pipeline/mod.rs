@@ -154,11 +154,15 @@ pub async fn run(
         Counters::add(&counters.repeat_uploads, reclaimed);
     }
     if opts.retry_failed && !opts.dry_run {
-        let n = ledger
-            .requeue(None)
+        let retried = ledger
+            .retry_failed(None)
             .await
             .context("putting failed images back in the queue")?;
-        tracing::info!("{n} failed image(s) put back in the queue");
+        tracing::info!(
+            "{} failed image(s) put back in the queue, {} timed-out job(s) to poll again",
+            retried.to_upload,
+            retried.to_poll
+        );
     }
     let heartbeat = spawn_heartbeat(ledger.clone(), run);
     if !opts.dry_run {
@@ -955,7 +959,8 @@ impl Coordinator {
                 job.last_in_progress = Some(asked);
                 if elapsed > self.opts.job_timeout {
                     let msg = format!(
-                        "job {} still unfinished after {:?} (--job-timeout)",
+                        "job {} still unfinished after {:?} (--job-timeout); a retry polls it again, \
+                         no new upload",
                         job.job_id, self.opts.job_timeout
                     );
                     self.drop_job(&sha);
@@ -989,7 +994,8 @@ impl Coordinator {
             }
             Err(e) if e.is_retryable() && elapsed > self.opts.job_timeout => {
                 let msg = format!(
-                    "job {} unfinished after {:?} (--job-timeout); last answer: {e}",
+                    "job {} unfinished after {:?} (--job-timeout; a retry polls it again, no new \
+                     upload); last answer: {e}",
                     job.job_id, self.opts.job_timeout
                 );
                 self.drop_job(&sha);

@@ -353,6 +353,87 @@ async fn requeue_of_a_list_moves_only_its_failed_images() {
     );
 }
 
+/// Image `n` whose job `job-<n>` eraser stopped waiting for: failed, retryable, no code.
+async fn timed_out(ledger: &Ledger, n: u64) -> Sha256 {
+    let sha = image_in(ledger, n, ImageStatus::Processing).await;
+    let gave_up = eraser_store::Failure {
+        code: None,
+        message: "job still unfinished after 10m (--job-timeout)".into(),
+        retryable: true,
+    };
+    ledger.mark_failed(&sha, &gave_up).await.unwrap();
+    sha
+}
+
+#[tokio::test]
+async fn retry_failed_puts_a_timed_out_job_back_to_processing_with_its_job_id() {
+    let t = fresh().await;
+    let sha = timed_out(&t.ledger, 1).await;
+
+    let retried = t.ledger.retry_failed(None).await.unwrap();
+
+    assert_eq!((retried.to_poll, retried.to_upload), (1, 0));
+    let row = t.ledger.image(&sha).await.unwrap().unwrap();
+    assert_eq!(row.status, ImageStatus::Processing);
+    assert_eq!(row.job_id.as_deref(), Some("job-1"));
+}
+
+#[tokio::test]
+async fn retry_failed_puts_images_the_service_failed_or_never_accepted_back_to_new() {
+    let t = fresh().await;
+    let job_failed = image_in(&t.ledger, 1, ImageStatus::Processing).await;
+    t.ledger
+        .mark_failed(&job_failed, &failure(300_010))
+        .await
+        .unwrap();
+    let upload_failed = image_in(&t.ledger, 2, ImageStatus::Failed).await;
+
+    let retried = t.ledger.retry_failed(None).await.unwrap();
+
+    assert_eq!((retried.to_poll, retried.to_upload), (0, 2));
+    assert_eq!(status_of(&t.ledger, &job_failed).await, ImageStatus::New);
+    assert_eq!(status_of(&t.ledger, &upload_failed).await, ImageStatus::New);
+}
+
+#[tokio::test]
+async fn retry_failed_of_a_list_moves_only_its_images_each_the_right_way() {
+    let t = fresh().await;
+    let polled = timed_out(&t.ledger, 1).await;
+    let uploaded = image_in(&t.ledger, 2, ImageStatus::Failed).await;
+    let untouched = timed_out(&t.ledger, 3).await;
+
+    let retried = t
+        .ledger
+        .retry_failed(Some(&[polled, uploaded]))
+        .await
+        .unwrap();
+
+    assert_eq!((retried.to_poll, retried.to_upload), (1, 1));
+    assert_eq!(status_of(&t.ledger, &polled).await, ImageStatus::Processing);
+    assert_eq!(status_of(&t.ledger, &uploaded).await, ImageStatus::New);
+    assert_eq!(status_of(&t.ledger, &untouched).await, ImageStatus::Failed);
+}
+
+#[tokio::test]
+async fn an_upload_afresh_forgets_the_job_id_of_an_earlier_attempt() {
+    let t = fresh().await;
+    let sha = image_in(&t.ledger, 1, ImageStatus::Processing).await;
+    t.ledger.mark_failed(&sha, &failure(300_010)).await.unwrap();
+    t.ledger.retry_failed(None).await.unwrap();
+    let run = t
+        .ledger
+        .begin_run("test", std::path::Path::new("/out"))
+        .await
+        .unwrap();
+    crate::support::record(&t.ledger, run, 1, 1).await;
+
+    let claims = t.ledger.claim_for_upload(run, 1).await.unwrap();
+
+    assert_eq!(claims.len(), 1);
+    let row = t.ledger.image(&sha).await.unwrap().unwrap();
+    assert_eq!((row.status, row.job_id), (ImageStatus::Uploading, None));
+}
+
 #[tokio::test]
 async fn reset_done_returns_the_image_to_new_without_its_result() {
     let t = fresh().await;
