@@ -77,6 +77,28 @@ fn stops_with(signal: libc::c_int, code: i32) {
 }
 
 #[test]
+fn an_interrupted_run_counts_the_outputs_it_placed_and_leaves_the_rest_to_the_next_run() {
+    let emu = emulator(Knobs {
+        processing_time: Duration::from_millis(300),
+        ..Knobs::default()
+    });
+    let td = TestDir::new();
+    write_unique(&td, "i", 320, IMAGES, &mut Expected::new());
+    let child = Running::start(&mut td.run_cmd(&emu, &[&td.inputs()], &td.out(), &["-j", "2"]));
+    wait_for("two results downloaded", PROCESS_TIMEOUT, || {
+        emu.counters().downloads >= 2
+    });
+    child.signal(libc::SIGINT);
+
+    let summary = child.wait(PROCESS_TIMEOUT).expect_code(130).json();
+
+    let placed = crate::util::files_below(&td.out()).len() as u64;
+    assert!((2..IMAGES).contains(&placed), "{placed} outputs in OUT");
+    assert_eq!(crate::util::num(&summary, "/outputs_done"), placed);
+    assert_eq!(crate::util::num(&summary, "/pending"), IMAGES - placed);
+}
+
+#[test]
 fn sigint_while_jobs_are_in_flight_exits_130() {
     stops_with(libc::SIGINT, 130);
 }

@@ -340,7 +340,7 @@ pub async fn run(
     );
     // A dry run writes nothing, so it places nothing either (not even a missing output of a
     // done image, which a real run would copy or download again).
-    let report = if interrupted_now || opts.dry_run {
+    let mut report = if interrupted_now || opts.dry_run {
         FinalReport::default()
     } else {
         coordinator.final_pass().await?
@@ -355,6 +355,16 @@ pub async fn run(
     heartbeat.abort();
 
     let p = ledger.run_progress(run).await?;
+    if interrupted_now && !opts.dry_run {
+        // No final pass: the outputs this run placed are known; the rest is the next run's.
+        report.in_place = Counters::get(&counters.placed);
+        report.pending = p.inputs.saturating_sub(report.in_place);
+    }
+    report.credits = crate::summary::Credits {
+        p_credits: counters.p_credits.load(Ordering::Relaxed),
+        s_credits: counters.s_credits.load(Ordering::Relaxed),
+        need_credits: counters.need_credits.load(Ordering::Relaxed),
+    };
     let mut summary = Summary {
         inputs: p.inputs,
         skipped: Counters::get(&counters.skipped),
@@ -1124,11 +1134,6 @@ impl Coordinator {
         while let Some(r) = pending.join_next().await {
             self.account(&mut report, r.context("placement task failed")?);
         }
-        report.credits = crate::summary::Credits {
-            p_credits: self.counters.p_credits.load(Ordering::Relaxed),
-            s_credits: self.counters.s_credits.load(Ordering::Relaxed),
-            need_credits: self.counters.need_credits.load(Ordering::Relaxed),
-        };
         Ok(report)
     }
 
