@@ -42,6 +42,10 @@ pub struct Summary {
     pub retries: u64,
     /// Jobs in flight the run settled at (adaptive concurrency).
     pub concurrency_limit: u64,
+    /// Jobs in flight asked for (`-j`).
+    pub concurrency_requested: u64,
+    /// The lowest limit the service's 429s pushed the run down to.
+    pub concurrency_lowest: u64,
     pub seconds: f64,
     pub credits: Credits,
     /// Failures by code ("none" when the service gave no code).
@@ -150,6 +154,14 @@ impl Summary {
         for (k, v) in rows {
             let _ = writeln!(s, "{k:>11}  {v}");
         }
+        if self.concurrency_lowest < self.concurrency_requested {
+            let _ = writeln!(
+                s,
+                "{:>11}  {} in flight at the end, {} at the lowest (-j {}): the service asked \
+                 for fewer (429)",
+                "jobs", self.concurrency_limit, self.concurrency_lowest, self.concurrency_requested
+            );
+        }
         for (code, f) in &self.failures {
             if code == NOT_PLACED {
                 let _ = writeln!(
@@ -237,6 +249,35 @@ mod tests {
 
         assert!(text.contains("eraser ledger list --rejected"), "{text}");
         assert!(!text.contains("--status failed"), "{text}");
+    }
+
+    #[test]
+    fn a_throttled_run_says_what_limit_it_settled_at() {
+        let summary = Summary {
+            concurrency_limit: 6,
+            concurrency_lowest: 4,
+            concurrency_requested: 32,
+            ..Summary::default()
+        };
+
+        let text = summary.render();
+
+        assert!(
+            text.contains("jobs  6 in flight at the end, 4 at the lowest (-j 32)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unthrottled_run_says_nothing_of_its_limit() {
+        let summary = Summary {
+            concurrency_limit: 8,
+            concurrency_lowest: 8,
+            concurrency_requested: 8,
+            ..Summary::default()
+        };
+
+        assert!(!summary.render().contains("in flight at the end"));
     }
 
     #[test]

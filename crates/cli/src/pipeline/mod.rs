@@ -387,6 +387,8 @@ pub async fn run(
         get_job_calls: Counters::get(&counters.get_jobs),
         retries: Counters::get(&counters.retries),
         concurrency_limit: hooks.limiter.current() as u64,
+        concurrency_requested: opts.concurrency as u64,
+        concurrency_lowest: hooks.limiter.settled() as u64,
         seconds: started.elapsed().as_secs_f64(),
         credits: report.credits,
         failures: report.failures,
