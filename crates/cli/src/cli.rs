@@ -124,7 +124,8 @@ pub struct RunArgs {
     /// Replace files at output paths that eraser did not write.
     #[arg(long)]
     pub overwrite: bool,
-    /// Try the images that failed in earlier runs again.
+    /// Try the images that failed in earlier runs again (a job that outlived --job-timeout is
+    /// polled again, not uploaded again).
     #[arg(long)]
     pub retry_failed: bool,
     /// Scan and report what would be uploaded; upload nothing.
@@ -197,7 +198,8 @@ pub enum LedgerCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Put failed images back to `new` so the next run tries them again.
+    /// Put failed images back to `new` so the next run tries them again (a job that outlived
+    /// --job-timeout goes back to `processing`: the next run polls it, no new upload).
     Retry {
         /// The images to retry (all failed images when none given).
         #[arg(value_name = "SHA256", required_if_eq("done", "true"))]
