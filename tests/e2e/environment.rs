@@ -343,6 +343,40 @@ fn after_results_past_the_file_size_limit_a_rerun_without_it_places_them_without
     assert_each_uploaded_once(&emu.counters(), expected.values());
 }
 
+/// 12 images, results past the limit, at most 2 jobs in flight.
+fn limited_run_over_twelve(seed: u64) -> (Emulator, TestDir, Expected, Finished) {
+    let emu = emulator(Knobs {
+        output_padding: RESULT_PADDING,
+        ..Knobs::default()
+    });
+    let (td, expected) = tree(seed, 12);
+    let cmd = td.run_cmd(&emu, &[&td.inputs()], &td.out(), &["-j", "2"]);
+    let finished = file_size_limit(cmd, 2 << 20).finish();
+    (emu, td, expected, finished)
+}
+
+#[test]
+fn results_that_keep_failing_to_be_written_stop_the_uploads_instead_of_paying_for_every_image() {
+    let (emu, _td, _expected, finished) = limited_run_over_twelve(910);
+
+    assert_stderr_contains(&finished, "OUT cannot take results");
+    let summary = finished.expect_code(1).json();
+    assert_eq!(summary["end"], "out_unwritable");
+    let uploads = emu.counters().create_jobs;
+    assert!(uploads < 12, "{uploads} of 12 images uploaded");
+}
+
+#[test]
+fn after_a_stop_for_an_unwritable_out_a_rerun_finishes_every_image_each_paid_once() {
+    let (emu, td, expected, finished) = limited_run_over_twelve(930);
+    finished.expect_code(1);
+
+    td.run(&emu, &[&td.inputs()], &td.out(), &[]).expect_code(0);
+
+    assert_outputs_exactly(&td.out(), &expected);
+    assert_each_uploaded_once(&emu.counters(), expected.values());
+}
+
 #[test]
 fn a_file_size_limit_too_small_for_the_ledger_stops_with_exit_2_naming_the_ledger_and_the_limit() {
     let emu = emulator(Knobs::default());

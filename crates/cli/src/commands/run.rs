@@ -67,7 +67,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyho
     report(&outcome, args.json, global.quiet)?;
     Ok(match outcome.end {
         RunEnd::Complete => Status::Done,
-        RunEnd::SomeFailed => Status::SomeFailed,
+        RunEnd::SomeFailed | RunEnd::OutUnwritable { .. } => Status::SomeFailed,
         RunEnd::Refused { .. } | RunEnd::Unavailable { .. } => Status::Refused,
         RunEnd::Interrupted(signal) => Status::Interrupted(signal),
     })
@@ -162,6 +162,10 @@ fn report(outcome: &Outcome, json: bool, quiet: bool) -> anyhow::Result<()> {
             "error: the service cannot be reached ({message}); submitting stopped, the images \
              not tried stay new and the jobs already accepted are polled by the next run"
         )),
+        RunEnd::OutUnwritable { message } => say(&format!(
+            "error: OUT cannot take results ({message}); submitting stopped, the images not \
+             tried stay new and the finished results wait at the service for the next run"
+        )),
         RunEnd::Interrupted(signal) if !quiet => say(&format!(
             "interrupted ({}): rerun the same command to resume",
             signal.name()
@@ -172,7 +176,7 @@ fn report(outcome: &Outcome, json: bool, quiet: bool) -> anyhow::Result<()> {
 }
 
 /// The `--json` summary: the Summary's fields, `"end"` (`complete`, `some_failed`, `refused`,
-/// `unavailable`, `interrupted`) and, when refused, `"refused": {"code", "message"}`.
+/// `unavailable`, `out_unwritable`, `interrupted`) and, when refused, `"refused": {"code", "message"}`.
 fn summary_json(outcome: &Outcome) -> anyhow::Result<String> {
     let mut value = serde_json::to_value(&outcome.summary).context("encoding the summary")?;
     let end = match &outcome.end {
@@ -180,6 +184,7 @@ fn summary_json(outcome: &Outcome) -> anyhow::Result<String> {
         RunEnd::SomeFailed => "some_failed",
         RunEnd::Refused { .. } => "refused",
         RunEnd::Unavailable { .. } => "unavailable",
+        RunEnd::OutUnwritable { .. } => "out_unwritable",
         RunEnd::Interrupted(_) => "interrupted",
     };
     if let Some(map) = value.as_object_mut() {

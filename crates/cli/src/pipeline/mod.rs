@@ -96,6 +96,11 @@ pub enum RunEnd {
     /// (network or service down): submitting stopped and the run ended as after Ctrl-C, with
     /// nothing marked failed for the outage.
     Unavailable { message: String },
+    /// Results could not be written into OUT several times in a row (full disk, quota,
+    /// read-only file system, file size limit): submitting stopped, so no more is paid for
+    /// results that cannot be kept; the jobs accepted are still polled, and their results
+    /// wait at the service for the next run.
+    OutUnwritable { message: String },
 }
 
 /// The result of a run.
@@ -217,6 +222,7 @@ pub async fn run(
         eta,
         streak: None,
         unanswered: 0,
+        unwritable: 0,
         unanswered_uploads: Vec::new(),
         end: None,
         run_failures: BTreeMap::new(),
@@ -424,6 +430,13 @@ pub async fn run(
             ));
             RunEnd::Unavailable { message }
         }
+        Some(RunEnd::OutUnwritable { message }) => {
+            summary.stopped = Some(format!(
+                "OUT cannot take results: {message}; make room (or lift the limit) and run the \
+                 same command again"
+            ));
+            RunEnd::OutUnwritable { message }
+        }
         _ if opts.dry_run && summary.input_errors > 0 => RunEnd::SomeFailed,
         _ if opts.dry_run => RunEnd::Complete,
         _ if summary.outputs_failed > 0 || summary.pending > 0 => RunEnd::SomeFailed,
@@ -435,6 +448,7 @@ pub async fn run(
         RunEnd::Refused { .. } => "refused",
         RunEnd::Interrupted(_) => "interrupted",
         RunEnd::Unavailable { .. } => "unavailable",
+        RunEnd::OutUnwritable { .. } => "out-unwritable",
     };
     let json = serde_json::to_string(&summary).unwrap_or_default();
     ledger
@@ -531,6 +545,8 @@ struct Coordinator {
     unanswered: u32,
     /// The images whose uploads are among them (put back to `new` if the service is lost).
     unanswered_uploads: Vec<Sha256>,
+    /// Consecutive results that OUT could not take for want of space or writability.
+    unwritable: u32,
     end: Option<RunEnd>,
     run_failures: BTreeMap<String, FailureCount>,
     /// Done jobs whose result could not be fetched this run; left `processing` for the next.
@@ -716,6 +732,10 @@ impl Coordinator {
             Event::Polled { sha, asked, result } => self.polled(sha, asked, result).await,
             Event::Completed { sha, result } => {
                 self.drop_job(&sha);
+                match &result {
+                    Ok(()) => self.unwritable = 0,
+                    Err(e) => self.out_unwritable(e),
+                }
                 if let Err(e) = result {
                     let api = e
                         .chain()
@@ -742,6 +762,33 @@ impl Coordinator {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Counts a result that OUT could not take because of the file system itself (no space,
+    /// quota, read-only, file size limit); several in a row stop submitting, since every
+    /// further job would be paid for and not kept.
+    fn out_unwritable(&mut self, e: &anyhow::Error) {
+        let full = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::raw_os_error)
+                .is_some_and(|errno| {
+                    [libc::ENOSPC, libc::EDQUOT, libc::EROFS, libc::EFBIG].contains(&errno)
+                })
+        });
+        if !full {
+            self.unwritable = 0;
+            return;
+        }
+        self.unwritable += 1;
+        if self.end.is_none() && self.unwritable >= SYSTEMIC_REFUSALS {
+            let message = crate::exit::one_line(e);
+            tracing::error!(
+                "{} results in a row could not be written into OUT (last: {message}); not \
+                 submitting more, the jobs accepted are still polled",
+                self.unwritable
+            );
+            self.end = Some(RunEnd::OutUnwritable { message });
         }
     }
 
