@@ -304,16 +304,26 @@ fn file_size_limit(mut cmd: Command, bytes: u64) -> Command {
     cmd
 }
 
-#[test]
-fn results_past_the_file_size_limit_fail_with_a_clear_message_not_a_killed_process() {
+/// A run over `count` images (seeds from `seed`) whose 3 MiB results are past a 2 MiB file
+/// size limit, with `extra` flags.
+fn run_past_the_limit(
+    seed: u64,
+    count: u64,
+    extra: &[&str],
+) -> (Emulator, TestDir, Expected, Finished) {
     let emu = emulator(Knobs {
         output_padding: RESULT_PADDING,
         ..Knobs::default()
     });
-    let (td, _expected) = tree(880, 2);
-    let cmd = td.run_cmd(&emu, &[&td.inputs()], &td.out(), &[]);
-
+    let (td, expected) = tree(seed, count);
+    let cmd = td.run_cmd(&emu, &[&td.inputs()], &td.out(), extra);
     let finished = file_size_limit(cmd, 2 << 20).finish();
+    (emu, td, expected, finished)
+}
+
+#[test]
+fn results_past_the_file_size_limit_fail_with_a_clear_message_not_a_killed_process() {
+    let (_emu, td, _expected, finished) = run_past_the_limit(880, 2, &[]);
 
     assert_no_panic(&finished);
     assert_stderr_contains(&finished, "File too large");
@@ -328,13 +338,8 @@ fn results_past_the_file_size_limit_fail_with_a_clear_message_not_a_killed_proce
 
 #[test]
 fn after_results_past_the_file_size_limit_a_rerun_without_it_places_them_without_uploading_again() {
-    let emu = emulator(Knobs {
-        output_padding: RESULT_PADDING,
-        ..Knobs::default()
-    });
-    let (td, expected) = tree(890, 2);
-    let cmd = td.run_cmd(&emu, &[&td.inputs()], &td.out(), &[]);
-    file_size_limit(cmd, 2 << 20).finish().expect_code(1);
+    let (emu, td, expected, finished) = run_past_the_limit(890, 2, &[]);
+    finished.expect_code(1);
 
     let finished = td.run(&emu, &[&td.inputs()], &td.out(), &[]);
 
@@ -343,21 +348,9 @@ fn after_results_past_the_file_size_limit_a_rerun_without_it_places_them_without
     assert_each_uploaded_once(&emu.counters(), expected.values());
 }
 
-/// 12 images, results past the limit, at most 2 jobs in flight.
-fn limited_run_over_twelve(seed: u64) -> (Emulator, TestDir, Expected, Finished) {
-    let emu = emulator(Knobs {
-        output_padding: RESULT_PADDING,
-        ..Knobs::default()
-    });
-    let (td, expected) = tree(seed, 12);
-    let cmd = td.run_cmd(&emu, &[&td.inputs()], &td.out(), &["-j", "2"]);
-    let finished = file_size_limit(cmd, 2 << 20).finish();
-    (emu, td, expected, finished)
-}
-
 #[test]
 fn results_that_keep_failing_to_be_written_stop_the_uploads_instead_of_paying_for_every_image() {
-    let (emu, _td, _expected, finished) = limited_run_over_twelve(910);
+    let (emu, _td, _expected, finished) = run_past_the_limit(910, 12, &["-j", "2"]);
 
     assert_stderr_contains(&finished, "OUT cannot take results");
     let summary = finished.expect_code(1).json();
@@ -368,7 +361,7 @@ fn results_that_keep_failing_to_be_written_stop_the_uploads_instead_of_paying_fo
 
 #[test]
 fn after_a_stop_for_an_unwritable_out_a_rerun_finishes_every_image_each_paid_once() {
-    let (emu, td, expected, finished) = limited_run_over_twelve(930);
+    let (emu, td, expected, finished) = run_past_the_limit(930, 12, &["-j", "2"]);
     finished.expect_code(1);
 
     td.run(&emu, &[&td.inputs()], &td.out(), &[]).expect_code(0);

@@ -4,7 +4,7 @@
 //! |------|------------------------------------------------------------------------------|
 //! | 0    | all done: every input has its output; a ledger command succeeded; stdout     |
 //! |      | was closed by its reader (output piped into `head`)                          |
-//! | 1    | finished with some inputs failed or results not written (OUT full: after   |
+//! | 1    | finished with some inputs failed or results not written (OUT full: after     |
 //! |      | three in a row submitting stops); `ledger verify` found problems; any other  |
 //! |      | fatal error                                                                  |
 //! | 2    | usage or configuration error (clap's own usage errors also exit 2); a ledger |

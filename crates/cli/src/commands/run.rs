@@ -176,19 +176,12 @@ fn report(outcome: &Outcome, json: bool, quiet: bool) -> anyhow::Result<()> {
 }
 
 /// The `--json` summary: the Summary's fields, `"end"` (`complete`, `some_failed`, `refused`,
-/// `unavailable`, `out_unwritable`, `interrupted`) and, when refused, `"refused": {"code", "message"}`.
+/// `unavailable`, `out_unwritable`, `interrupted`: [`RunEnd::name`]) and, when refused,
+/// `"refused": {"code", "message"}`.
 fn summary_json(outcome: &Outcome) -> anyhow::Result<String> {
     let mut value = serde_json::to_value(&outcome.summary).context("encoding the summary")?;
-    let end = match &outcome.end {
-        RunEnd::Complete => "complete",
-        RunEnd::SomeFailed => "some_failed",
-        RunEnd::Refused { .. } => "refused",
-        RunEnd::Unavailable { .. } => "unavailable",
-        RunEnd::OutUnwritable { .. } => "out_unwritable",
-        RunEnd::Interrupted(_) => "interrupted",
-    };
     if let Some(map) = value.as_object_mut() {
-        map.insert("end".into(), end.into());
+        map.insert("end".into(), outcome.end.name().into());
         if let RunEnd::Refused { code, message } = &outcome.end {
             map.insert(
                 "refused".into(),

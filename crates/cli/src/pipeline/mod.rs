@@ -90,7 +90,7 @@ pub enum RunEnd {
     SomeFailed,
     /// The service refused work repeatedly with one code; submitting stopped.
     Refused { code: i64, message: String },
-    /// Ctrl-C or SIGTERM: requests in flight were finished and recorded.
+    /// Ctrl-C, SIGTERM or SIGHUP: requests in flight were finished and recorded.
     Interrupted(StopSignal),
     /// Requests got no answer from the service, even after retries, several times in a row
     /// (network or service down): submitting stopped and the run ended as after Ctrl-C, with
@@ -101,6 +101,20 @@ pub enum RunEnd {
     /// results that cannot be kept; the jobs accepted are still polled, and their results
     /// wait at the service for the next run.
     OutUnwritable { message: String },
+}
+
+impl RunEnd {
+    /// How the end is named to scripts (`--json`'s `"end"`) and, with hyphens, in the ledger.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunEnd::Complete => "complete",
+            RunEnd::SomeFailed => "some_failed",
+            RunEnd::Refused { .. } => "refused",
+            RunEnd::Interrupted(_) => "interrupted",
+            RunEnd::Unavailable { .. } => "unavailable",
+            RunEnd::OutUnwritable { .. } => "out_unwritable",
+        }
+    }
 }
 
 /// The result of a run.
@@ -340,10 +354,7 @@ pub async fn run(
     }
 
     // Final pass: every input of this run gets its output, or is reported.
-    let interrupted_now = matches!(
-        coordinator.end,
-        Some(RunEnd::Interrupted(_) | RunEnd::Unavailable { .. })
-    );
+    let interrupted_now = !coordinator.end_is_submission_only();
     // A dry run writes nothing, so it places nothing either (not even a missing output of a
     // done image, which a real run would copy or download again).
     let mut report = if interrupted_now || opts.dry_run {
@@ -366,11 +377,6 @@ pub async fn run(
         report.in_place = Counters::get(&counters.placed);
         report.pending = p.inputs.saturating_sub(report.in_place);
     }
-    report.credits = crate::summary::Credits {
-        p_credits: counters.p_credits.load(Ordering::Relaxed),
-        s_credits: counters.s_credits.load(Ordering::Relaxed),
-        need_credits: counters.need_credits.load(Ordering::Relaxed),
-    };
     let mut summary = Summary {
         inputs: p.inputs,
         skipped: Counters::get(&counters.skipped),
@@ -396,7 +402,11 @@ pub async fn run(
         concurrency_requested: opts.concurrency as u64,
         concurrency_lowest: hooks.limiter.settled() as u64,
         seconds: started.elapsed().as_secs_f64(),
-        credits: report.credits,
+        credits: crate::summary::Credits {
+            p_credits: counters.p_credits.load(Ordering::Relaxed),
+            s_credits: counters.s_credits.load(Ordering::Relaxed),
+            need_credits: counters.need_credits.load(Ordering::Relaxed),
+        },
         failures: report.failures,
         stopped: None,
         dry_run: opts.dry_run,
@@ -442,17 +452,11 @@ pub async fn run(
         _ if summary.outputs_failed > 0 || summary.pending > 0 => RunEnd::SomeFailed,
         _ => RunEnd::Complete,
     };
-    let outcome = match &end {
-        RunEnd::Complete => "complete",
-        RunEnd::SomeFailed => "some-failed",
-        RunEnd::Refused { .. } => "refused",
-        RunEnd::Interrupted(_) => "interrupted",
-        RunEnd::Unavailable { .. } => "unavailable",
-        RunEnd::OutUnwritable { .. } => "out-unwritable",
-    };
+    // The ledger has always kept run outcomes with hyphens ("some-failed").
+    let outcome = end.name().replace('_', "-");
     let json = serde_json::to_string(&summary).unwrap_or_default();
     ledger
-        .finish_run(run, outcome, &json)
+        .finish_run(run, &outcome, &json)
         .await
         .context("recording the end of the run")?;
     Ok(Outcome { end, summary })
@@ -564,7 +568,6 @@ struct FinalReport {
     failed: u64,
     pending: u64,
     failures: BTreeMap<String, FailureCount>,
-    credits: crate::summary::Credits,
 }
 
 impl Coordinator {
@@ -732,11 +735,12 @@ impl Coordinator {
             Event::Polled { sha, asked, result } => self.polled(sha, asked, result).await,
             Event::Completed { sha, result } => {
                 self.drop_job(&sha);
-                match &result {
-                    Ok(()) => self.unwritable = 0,
-                    Err(e) => self.out_unwritable(e),
+                if result.is_ok() {
+                    self.unwritable = 0;
                 }
                 if let Err(e) = result {
+                    self.out_unwritable(&e);
+                    let told = crate::exit::one_line(&e);
                     let api = e
                         .chain()
                         .find_map(|c| c.downcast_ref::<eraser_api::Error>());
@@ -746,16 +750,12 @@ impl Coordinator {
                         Some(a)
                             if !a.is_retryable() && !matches!(a, eraser_api::Error::Io { .. }) =>
                         {
-                            self.fail(&sha, None, &crate::exit::one_line(&e), false)
-                                .await?;
+                            self.fail(&sha, None, &told, false).await?;
                         }
                         _ => {
                             // The job is done at the service: the next run downloads it again.
-                            tracing::error!("{}", crate::exit::one_line(&e));
-                            self.note_failure(
-                                crate::summary::NOT_PLACED,
-                                &crate::exit::one_line(&e),
-                            );
+                            tracing::error!("{told}");
+                            self.note_failure(crate::summary::NOT_PLACED, &told);
                             self.given_up.insert(sha);
                         }
                     }
@@ -829,23 +829,18 @@ impl Coordinator {
             }
             Err(e) => {
                 let path = claim.source_path.display().to_string();
-                if let Some(code) = e.api_code() {
+                // A refusal code from the service, or an HTTP status that refuses the account
+                // or the address rather than the image (counted like those codes).
+                let refused = e
+                    .api_code()
+                    .map(|code| (code, api_message(&e)))
+                    .or_else(|| {
+                        e.http_status()
+                            .filter(|s| refuses_everything(*s))
+                            .map(|status| (i64::from(status), e.to_string()))
+                    });
+                if let Some((code, message)) = refused {
                     self.answered();
-                    let message = api_message(&e);
-                    self.fail(
-                        &sha,
-                        Some(code),
-                        &format!("{message} (uploading {path})"),
-                        false,
-                    )
-                    .await?;
-                    self.refusal(code, message, sha).await?;
-                } else if let Some(status) = e.http_status().filter(|s| refuses_everything(*s)) {
-                    // Not about this image: the account or the address is refused. Counted
-                    // like the service's refusal codes, by HTTP status.
-                    self.answered();
-                    let code = i64::from(status);
-                    let message = e.to_string();
                     self.fail(
                         &sha,
                         Some(code),
@@ -1195,18 +1190,15 @@ impl Coordinator {
             Ok(true) => report.in_place += 1,
             Ok(false) => report.pending += 1,
             Err(e) => {
-                tracing::error!(
-                    "{}: {}",
-                    state.input.path.display(),
-                    crate::exit::one_line(&e)
-                );
+                let told = crate::exit::one_line(&e);
+                tracing::error!("{}: {told}", state.input.path.display());
                 report.failed += 1;
                 let f = report
                     .failures
                     .entry(crate::summary::OUTPUT.into())
                     .or_default();
                 f.count += 1;
-                f.message = crate::exit::one_line(&e);
+                f.message = told;
             }
         }
     }
