@@ -503,7 +503,17 @@ struct Job {
     expected: Duration,
     polls: u32,
     last_in_progress: Option<Duration>,
-    busy: bool,
+    task: JobTask,
+}
+
+/// The task a job has under way: at most one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobTask {
+    None,
+    /// A `get-job` (cut short when the run stops).
+    Poll,
+    /// Downloading and placing its result (finished when the run stops, within the grace).
+    Completion,
 }
 
 /// What a finished task reports back to the coordinator.
@@ -576,9 +586,12 @@ impl Coordinator {
     }
 
     fn tasks_other_than_polls(&self) -> usize {
-        self.tasks
-            .len()
-            .saturating_sub(self.jobs.values().filter(|j| j.busy).count())
+        self.tasks.len().saturating_sub(
+            self.jobs
+                .values()
+                .filter(|j| j.task == JobTask::Poll)
+                .count(),
+        )
     }
 
     /// True unless the run was interrupted or lost the service (a refusal still lets in-flight
@@ -657,10 +670,10 @@ impl Coordinator {
             let Some(job) = self.jobs.get_mut(&sha) else {
                 continue;
             };
-            if job.busy {
+            if job.task != JobTask::None {
                 continue;
             }
-            job.busy = true;
+            job.task = JobTask::Poll;
             job.polls += 1;
             let client = self.client.clone();
             let id = job.job_id.clone();
@@ -721,7 +734,7 @@ impl Coordinator {
                     expected: Duration::ZERO,
                     polls: 0,
                     last_in_progress: None,
-                    busy: false,
+                    task: JobTask::None,
                 },
             );
             self.schedule.at(Instant::now(), row.sha256);
@@ -821,7 +834,7 @@ impl Coordinator {
                         expected,
                         polls: 0,
                         last_in_progress: None,
-                        busy: false,
+                        task: JobTask::None,
                     },
                 );
                 self.schedule
@@ -1004,7 +1017,7 @@ impl Coordinator {
         let Some(job) = self.jobs.get_mut(&sha) else {
             return Ok(());
         };
-        job.busy = false;
+        job.task = JobTask::None;
         let elapsed = job.submitted.elapsed();
         // The service answered after this: the time to learn from, without the reply's trip.
         let asked = asked.saturating_duration_since(job.submitted);
@@ -1037,7 +1050,7 @@ impl Coordinator {
                         .learn(job.size, lower, asked.max(lower), job.expected);
                 }
                 self.limiter.completed();
-                job.busy = true;
+                job.task = JobTask::Completion;
                 self.spawn_completion(sha, done);
             }
             Ok(JobState::Failed { code, message }) => {
