@@ -6,7 +6,7 @@ use std::time::Duration;
 use eraser_tests::emulator::Knobs;
 
 use crate::util::{
-    Expected, TestDir, assert_each_uploaded_once, assert_outputs_exactly, emulator,
+    Expected, TestDir, assert_each_uploaded_once, assert_outputs_exactly, emulator, num,
     temp_files_below, write_unique,
 };
 
@@ -105,4 +105,35 @@ fn every_fault_at_once_with_retry_after_one_second_still_completes_in_one_run() 
         seed: 42,
         ..Knobs::default()
     });
+}
+
+/// A service that takes only a few jobs at a time (429 above that) throttles a run asked for
+/// far more: the run lowers its jobs in flight, ends complete, pays for each image once, and
+/// says it was throttled.
+#[test]
+fn a_service_capped_at_three_jobs_throttles_a_run_of_sixteen_which_says_so_and_pays_once() {
+    let emu = emulator(Knobs {
+        processing_time: Duration::from_millis(200),
+        max_in_flight: Some(3),
+        retry_after_secs: 0,
+        ..Knobs::default()
+    });
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    let shas = write_unique(&td, "cap", 710, 24, &mut expected);
+
+    let finished = td
+        .run(&emu, &[&td.inputs()], &td.out(), &["-j", "16"])
+        .expect_code(0);
+
+    let counters = emu.counters();
+    assert!(
+        counters.throttled > 0,
+        "the cap never answered 429: {counters:?}"
+    );
+    assert_outputs_exactly(&td.out(), &expected);
+    assert_each_uploaded_once(&counters, &shas);
+    let summary = finished.json();
+    assert!(num(&summary, "/concurrency_lowest") < 16, "{summary}");
+    assert_eq!(num(&summary, "/concurrency_requested"), 16, "{summary}");
 }
