@@ -11,7 +11,7 @@ use eraser_tests::emulator::{Emulator, Knobs};
 
 use crate::util::{
     Expected, Finished, PROCESS_TIMEOUT, Running, TestDir, assert_each_uploaded_once,
-    assert_outputs_exactly, emulator, wait_for, write_unique,
+    assert_outputs_exactly, emulator, files_below, num, wait_for, write_unique,
 };
 
 const IMAGES: u64 = 16;
@@ -92,10 +92,10 @@ fn an_interrupted_run_counts_the_outputs_it_placed_and_leaves_the_rest_to_the_ne
 
     let summary = child.wait(PROCESS_TIMEOUT).expect_code(130).json();
 
-    let placed = crate::util::files_below(&td.out()).len() as u64;
+    let placed = files_below(&td.out()).len() as u64;
     assert!((2..IMAGES).contains(&placed), "{placed} outputs in OUT");
-    assert_eq!(crate::util::num(&summary, "/outputs_done"), placed);
-    assert_eq!(crate::util::num(&summary, "/pending"), IMAGES - placed);
+    assert_eq!(num(&summary, "/outputs_done"), placed);
+    assert_eq!(num(&summary, "/pending"), IMAGES - placed);
 }
 
 #[test]
