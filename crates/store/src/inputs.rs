@@ -6,7 +6,7 @@
 //! statements and empties it. Lookups run on the read pool and cannot write, so a lookup batch
 //! travels as one JSON array unpacked with `json_each`; paths in JSON travel as hex of their raw
 //! bytes (decoded with `unhex`), so names that are not UTF-8 survive the trip (the rescan's
-//! lookup sends UTF-8 paths as text and only the others as hex).
+//! lookup sends UTF-8 paths as plain strings and only the others as hex).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -44,44 +44,51 @@ impl Ledger {
         if files.is_empty() {
             return Ok(found);
         }
-        // A path travels as text when it is UTF-8 (the usual case: no encoding on either
-        // side), else as hex of its bytes.
-        let rows: Vec<(Option<&str>, i64, i64, Option<String>)> = files
+        // One flat array of paths: a path travels as a JSON string when it is UTF-8 (the usual
+        // case: `json_each` hands it over without parsing it again), else as `["hex"]` of its
+        // bytes. Size and mtime are compared here, on the rows the ledger holds.
+        let paths: Vec<serde_json::Value> = files
             .iter()
-            .map(|(path, size, mtime)| {
-                let text = path.to_str();
-                let hex = text.is_none().then(|| hex::encode(path_bytes(path)));
-                (text, to_i64(*size), *mtime, hex)
+            .map(|(path, _, _)| match path.to_str() {
+                Some(text) => serde_json::Value::from(text),
+                None => serde_json::json!([hex::encode(path_bytes(path))]),
             })
             .collect();
-        let json = serde_json::to_string(&rows).map_err(|e| self.invalid(e))?;
+        let json = serde_json::to_string(&paths).map_err(|e| self.invalid(e))?;
         // One row holding every answer: sqlx hands rows over one at a time, which cost more
-        // than the lookups themselves.
+        // than the lookups themselves. The complete walks into the run's OUT are gathered once.
         let answers = sqlx::query_scalar!(
-            r#"select json_group_array(json_array(
+            r#"with walks as materialized (
+                   select w.lo, w.hi, w.walked_at from run_roots as w
+                   where w.out_root = (select r.out_root from runs as r where r.id = ?2))
+               select json_group_array(json_array(
                    j.key,
                    p.rowid,
+                   p.size,
+                   p.mtime_ns,
                    p.missing is null and exists (
-                       select 1 from run_roots as w
-                       where w.out_root = (select r.out_root from runs as r where r.id = ?2)
-                         and w.lo < p.path and p.path < w.hi and w.walked_at >= p.last_seen))
+                       select 1 from walks as w
+                       where w.lo < p.path and p.path < w.hi and w.walked_at >= p.last_seen))
                ) as "answers!: String"
                from json_each(?1) as j
                join inputs as p
-                 on p.path = coalesce(cast(j.value ->> 0 as blob), unhex(j.value ->> 3))
-               where p.size = j.value ->> 1 and p.mtime_ns = j.value ->> 2"#,
+                 on p.path = iif(j.type = 'text', cast(j.value as blob), unhex(j.value ->> 0))"#,
             json,
             run.0
         )
         .fetch_one(&self.read)
         .await
         .map_err(|e| self.db_err(e))?;
-        let answers: Vec<(usize, i64, u8)> =
+        let answers: Vec<(usize, i64, i64, i64, u8)> =
             serde_json::from_str(&answers).map_err(|e| self.invalid(e))?;
-        for (idx, id, current) in answers {
-            let slot = found
+        for (idx, id, size, mtime_ns, current) in answers {
+            let (slot, (_, want_size, want_mtime)) = found
                 .get_mut(idx)
+                .zip(files.get(idx))
                 .ok_or_else(|| self.invalid(format!("lookup answered for position {idx}")))?;
+            if size != to_i64(*want_size) || mtime_ns != *want_mtime {
+                continue;
+            }
             *slot = if current == 1 {
                 Lookup::Current(InputId(id))
             } else {
