@@ -337,6 +337,16 @@ fn results_past_the_file_size_limit_fail_with_a_clear_message_not_a_killed_proce
 }
 
 #[test]
+fn a_result_that_cannot_be_written_is_reported_with_its_input_and_its_output_path() {
+    let (_emu, td, expected, finished) = run_past_the_limit(885, 1, &[]);
+
+    let output = expected.keys().next().expect("one image");
+    assert_stderr_contains(&finished, &td.out().join(output).display().to_string());
+    assert_stderr_contains(&finished, &td.inputs().display().to_string());
+    finished.expect_code(1);
+}
+
+#[test]
 fn after_results_past_the_file_size_limit_a_rerun_without_it_places_them_without_uploading_again() {
     let (emu, td, expected, finished) = run_past_the_limit(890, 2, &[]);
     finished.expect_code(1);

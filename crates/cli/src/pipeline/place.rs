@@ -72,7 +72,13 @@ pub async fn download_first(
     let got = client
         .download_staged(url, &staging)
         .await
-        .with_context(|| format!("downloading the result for {}", target.input.display()))?;
+        .with_context(|| {
+            format!(
+                "downloading the result for {} into {}",
+                target.input.display(),
+                target.dest.display()
+            )
+        })?;
     let dest = final_name(dest, got.format);
     let record = DoneRecord {
         output_url: url.clone(),
@@ -164,8 +170,9 @@ pub async fn download_again(
         .await
         .with_context(|| {
             format!(
-                "downloading the result again for {}",
-                target.input.display()
+                "downloading the result again for {} into {}",
+                target.input.display(),
+                target.dest.display()
             )
         })?;
     record_and_commit(ledger, target, &staging, &target.dest)
