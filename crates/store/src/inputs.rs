@@ -20,6 +20,14 @@ use crate::{Error, InputId, InputRecord, Ledger, Lookup, Result, RunId, SeenInpu
 /// limit of 32,766); the statement of a full chunk is prepared once and reused.
 const FILL_CHUNK: usize = 1000;
 
+/// A path in a lookup batch: a JSON string when it is UTF-8, else `["hex of its bytes"]`.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum LookupPath<'a> {
+    Text(&'a str),
+    Hex([String; 1]),
+}
+
 /// One row of the `scan_batch` scratch table. Content fields are `None` for an input the
 /// ledger already holds unchanged.
 struct BatchRow<'a> {
@@ -47,11 +55,11 @@ impl Ledger {
         // One flat array of paths: a path travels as a JSON string when it is UTF-8 (the usual
         // case: `json_each` hands it over without parsing it again), else as `["hex"]` of its
         // bytes. Size and mtime are compared here, on the rows the ledger holds.
-        let paths: Vec<serde_json::Value> = files
+        let paths: Vec<LookupPath<'_>> = files
             .iter()
             .map(|(path, _, _)| match path.to_str() {
-                Some(text) => serde_json::Value::from(text),
-                None => serde_json::json!([hex::encode(path_bytes(path))]),
+                Some(text) => LookupPath::Text(text),
+                None => LookupPath::Hex([hex::encode(path_bytes(path))]),
             })
             .collect();
         let json = serde_json::to_string(&paths).map_err(|e| self.invalid(e))?;
