@@ -2,11 +2,15 @@
 //! works on exactly the files its walk found — no more (deleted, moved away, no longer an
 //! image), no fewer (found again).
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use eraser_tests::emulator::Knobs;
 
-use crate::util::{Expected, TestDir, assert_outputs_exactly, emulator, num, write_unique};
+use crate::util::{
+    Expected, Format, TestDir, assert_outputs_exactly, emulator, image, num, write_unique,
+};
 
 /// Three distinct images in `inputs/a`, recorded by a dry run (so their images are `new`).
 fn three_recorded(td: &TestDir, emu: &eraser_tests::emulator::Emulator) -> Expected {
@@ -18,7 +22,7 @@ fn three_recorded(td: &TestDir, emu: &eraser_tests::emulator::Emulator) -> Expec
 }
 
 /// The input file behind an expected output `a/img<i>.jpg`.
-fn input_of(td: &TestDir, rel: &std::path::Path) -> PathBuf {
+fn input_of(td: &TestDir, rel: &Path) -> PathBuf {
     let stem = rel.file_stem().expect("a stem");
     let folder = td.inputs().join(rel.parent().expect("a folder"));
     std::fs::read_dir(&folder)
@@ -223,4 +227,26 @@ fn a_first_scan_of_the_parent_of_a_recorded_folder_hashes_only_the_new_files() {
     assert_eq!(num(&summary, "/inputs"), 5);
     assert_eq!(emu.counters().create_job_requests, 5);
     assert_outputs_exactly(&td.out(), &expected);
+}
+
+#[test]
+fn a_rerun_over_a_name_that_is_not_utf8_hashes_and_uploads_nothing_again() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let name = OsStr::from_bytes(b"caf\xe9 \xff\xfe.png");
+    td.write(Path::new("inputs").join(name), &image(Format::Png, 77));
+    td.run(&emu, &[&td.inputs()], &td.out(), &[]).expect_code(0);
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &[])
+        .expect_code(0)
+        .json();
+
+    assert_eq!(
+        num(&summary, "/hashed"),
+        0,
+        "the lookup found it by its raw bytes"
+    );
+    assert_eq!(num(&summary, "/inputs"), 1);
+    assert_eq!(emu.counters().create_job_requests, 1);
 }
