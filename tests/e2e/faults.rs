@@ -6,8 +6,8 @@ use std::time::Duration;
 use eraser_tests::emulator::Knobs;
 
 use crate::util::{
-    Expected, TestDir, assert_each_uploaded_once, assert_outputs_exactly, emulator, num,
-    temp_files_below, write_unique,
+    Expected, PROCESS_TIMEOUT, Running, TestDir, assert_each_uploaded_once, assert_outputs_exactly,
+    emulator, num, temp_files_below, wait_for, write_unique,
 };
 
 const IMAGES: u64 = 15;
@@ -136,4 +136,26 @@ fn a_service_capped_at_three_jobs_throttles_a_run_of_sixteen_which_says_so_and_p
     let summary = finished.json();
     assert!(num(&summary, "/concurrency_lowest") < 16, "{summary}");
     assert_eq!(num(&summary, "/concurrency_requested"), 16, "{summary}");
+}
+
+#[test]
+fn a_finished_job_frees_its_slot_at_the_service_while_its_result_downloads() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    let shas = write_unique(&td, "slow-cdn", 730, 3, &mut expected);
+    emu.hold_downloads();
+
+    let running = Running::start(&mut td.run_cmd(&emu, &[&td.inputs()], &td.out(), &["-j", "1"]));
+    wait_for(
+        "a second upload while the first result cannot be downloaded",
+        PROCESS_TIMEOUT,
+        || emu.counters().create_jobs >= 2,
+    );
+    assert_eq!(emu.counters().downloads, 0, "no result went through yet");
+    emu.release_downloads();
+
+    running.wait(PROCESS_TIMEOUT).expect_code(0);
+    assert_outputs_exactly(&td.out(), &expected);
+    assert_each_uploaded_once(&emu.counters(), &shas);
 }

@@ -59,7 +59,14 @@ async fn output(
         date: Some(&date),
         query_job: query_job(query.as_deref()),
     };
+    until_downloads_released(&shared).await;
     serve(&shared, target, &headers)
+}
+
+/// Waits while a test holds result downloads.
+async fn until_downloads_released(shared: &Shared) {
+    let mut held = shared.downloads_held.subscribe();
+    let _ = held.wait_for(|held| !*held).await;
 }
 
 async fn input(
@@ -84,6 +91,7 @@ async fn fallback(
         date: None,
         query_job: query_job(query.as_deref()),
     };
+    until_downloads_released(&shared).await;
     serve(&shared, target, &headers)
 }
 

@@ -319,6 +319,17 @@ impl Emulator {
         self.shared.lock().jobs.clear();
     }
 
+    /// Holds every result download (the CDN answers nothing) until [`Emulator::release_downloads`]:
+    /// a slow CDN, without timing.
+    pub fn hold_downloads(&self) {
+        self.shared.downloads_held.send_replace(true);
+    }
+
+    /// Lets held and later result downloads through.
+    pub fn release_downloads(&self) {
+        self.shared.downloads_held.send_replace(false);
+    }
+
     /// Zeroes the counters and forgets the recorded uploads (jobs stay known).
     pub fn reset_counters(&self) {
         let mut state = self.shared.lock();

@@ -108,6 +108,8 @@ impl State {
 pub(crate) struct Shared {
     pub(crate) cdn_url: String,
     state: Mutex<State>,
+    /// True while result downloads are held (see [`super::Emulator::hold_downloads`]).
+    pub(crate) downloads_held: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -115,6 +117,7 @@ impl Shared {
         let (rng, cdn_rng) = rngs(knobs.seed);
         Shared {
             cdn_url,
+            downloads_held: tokio::sync::watch::Sender::new(false),
             state: Mutex::new(State {
                 knobs,
                 rng,

@@ -605,7 +605,16 @@ impl Coordinator {
 
     /// Claims new images for the free job slots and starts their uploads.
     async fn top_up(&mut self, scan_done: bool) -> anyhow::Result<usize> {
-        let in_flight = self.jobs.len() + self.uploading.len();
+        // A job the service has finished no longer takes one of its slots while its result is
+        // fetched; finished jobs beyond the downloads' own bound still count, so that they
+        // cannot pile up behind a slow CDN.
+        let fetching = self
+            .jobs
+            .values()
+            .filter(|j| j.task == JobTask::Completion)
+            .count()
+            .min(self.opts.download_concurrency.max(1));
+        let in_flight = self.jobs.len() - fetching + self.uploading.len();
         // Claim no more than can be sent right away: a claim waiting for an upload slot would
         // still be sent after the service started refusing, and is a repeat risk at a kill.
         let sendable = self
