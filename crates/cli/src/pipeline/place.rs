@@ -147,7 +147,14 @@ pub async fn copy_from(
     let src = source.to_path_buf();
     let staged = tokio::task::spawn_blocking(move || stage_copy(&src, &dest, expected, link))
         .await
-        .context("copy task failed")??;
+        .context("copy task failed")?
+        .with_context(|| {
+            format!(
+                "copying the result for {} into {}",
+                target.input.display(),
+                target.dest.display()
+            )
+        })?;
     let Some(staging) = staged else {
         return Ok(false);
     };
