@@ -53,6 +53,7 @@ pub struct ClientBuilder {
     max_response_bytes: u64,
     max_download_bytes: u64,
     max_upload_bytes: u64,
+    throttled_uploads_to_caller: bool,
     on_retry: Option<RetryObserver>,
 }
 
@@ -128,6 +129,13 @@ impl ClientBuilder {
         self.max_upload_bytes = n;
         self
     }
+    /// A create-job answered 429 ("too many jobs") is returned at once instead of retried, so
+    /// a caller that schedules its own uploads frees the slot and decides when to send again
+    /// (default off: the client waits `Retry-After` and retries like any other failure).
+    pub fn throttled_uploads_to_caller(mut self, yes: bool) -> Self {
+        self.throttled_uploads_to_caller = yes;
+        self
+    }
     /// Called before each retry with what failed and how long the client will wait.
     pub fn on_retry(mut self, observer: Arc<dyn Fn(&RetryEvent) + Send + Sync>) -> Self {
         self.on_retry = Some(observer);
@@ -185,6 +193,7 @@ impl ClientBuilder {
                     max_response_bytes: self.max_response_bytes,
                     max_download_bytes: self.max_download_bytes,
                     max_upload_bytes: self.max_upload_bytes,
+                    throttled_uploads_to_caller: self.throttled_uploads_to_caller,
                 },
                 on_retry: self.on_retry,
             }),
@@ -292,6 +301,7 @@ pub(crate) struct Settings {
     pub(crate) max_response_bytes: u64,
     pub(crate) max_download_bytes: u64,
     pub(crate) max_upload_bytes: u64,
+    pub(crate) throttled_uploads_to_caller: bool,
 }
 
 impl fmt::Debug for Client {
@@ -320,6 +330,7 @@ impl Client {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            throttled_uploads_to_caller: false,
             on_retry: None,
         }
     }
@@ -354,14 +365,34 @@ impl Client {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.with_retry_unless(operation, |_| false, attempt).await
+    }
+
+    /// [`Client::with_retry`], except that an error `hand_back` picks is returned at once.
+    pub(crate) async fn with_retry_unless<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        hand_back: impl Fn(&Error) -> bool,
+        attempt: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let inner = &self.inner;
         retry::run(
             &inner.settings.retry,
             inner.on_retry.as_ref(),
             operation,
+            hand_back,
             attempt,
         )
         .await
+    }
+
+    /// Whether a create-job answered 429 goes straight back to the caller.
+    pub(crate) fn throttled_uploads_to_caller(&self) -> bool {
+        self.inner.settings.throttled_uploads_to_caller
     }
 
     /// The token's value, to mask it in text the server sends back.

@@ -41,10 +41,14 @@ impl Client {
     /// `max_upload_bytes`, starting with JPEG/PNG/WEBP magic bytes ([`Error::InvalidInput`]
     /// otherwise). The part's Content-Type comes from those bytes, never from the extension.
     /// With `expected_sha256`, a file whose bytes differ aborts the request before its last
-    /// chunk ([`Error::InputChanged`]). Each retry reopens the file.
+    /// chunk ([`Error::InputChanged`]). Each retry reopens the file. With
+    /// [`ClientBuilder::throttled_uploads_to_caller`](crate::ClientBuilder::throttled_uploads_to_caller),
+    /// a 429 is returned at once (its `Retry-After` in [`Error::retry_after`]).
     pub async fn create_job(&self, job: &CreateJob<'_>) -> Result<JobId> {
         let url = self.endpoint(&CREATE_JOB_PATH);
-        self.with_retry("create-job", || async {
+        let hand_back =
+            |e: &Error| self.throttled_uploads_to_caller() && e.http_status() == Some(429);
+        self.with_retry_unless("create-job", hand_back, || async {
             let upload = Upload::open(job, self.inner.settings.max_upload_bytes).await?;
             let failure = Arc::clone(&upload.failure);
             let part =

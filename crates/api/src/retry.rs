@@ -106,12 +106,13 @@ fn duration_from_nanos(nanos: u128) -> Duration {
     Duration::new(secs, sub)
 }
 
-/// Runs `attempt` until it succeeds, fails permanently, or the policy's bounds are reached;
-/// the last error is returned as is.
+/// Runs `attempt` until it succeeds, fails permanently, fails with an error `hand_back` picks,
+/// or the policy's bounds are reached; the last error is returned as is.
 pub(crate) async fn run<T, F, Fut>(
     policy: &RetryPolicy,
     observer: Option<&RetryObserver>,
     operation: &'static str,
+    hand_back: impl Fn(&Error) -> bool,
     mut attempt: F,
 ) -> Result<T>
 where
@@ -126,7 +127,7 @@ where
             Ok(value) => return Ok(value),
             Err(err) => err,
         };
-        if !err.is_retryable() || number >= max_attempts {
+        if !err.is_retryable() || number >= max_attempts || hand_back(&err) {
             return Err(err);
         }
         let delay = retry_delay(policy, number, err.retry_after(), |n| fastrand::u64(0..=n));
@@ -265,10 +266,16 @@ mod tests {
         let observer: RetryObserver =
             Arc::new(move |e: &RetryEvent| seen.lock().unwrap().push(e.clone()));
         let mut failures = vec![http(503), http(429)];
-        let result = run(&fast_policy(5), Some(&observer), "get-job", || {
-            let next = failures.pop();
-            async move { next.map_or(Ok(7), Err) }
-        })
+        let result = run(
+            &fast_policy(5),
+            Some(&observer),
+            "get-job",
+            |_| false,
+            || {
+                let next = failures.pop();
+                async move { next.map_or(Ok(7), Err) }
+            },
+        )
         .await;
         assert_eq!(result.unwrap(), 7);
         let events = events.lock().unwrap();
@@ -280,10 +287,16 @@ mod tests {
     #[tokio::test]
     async fn permanent_errors_are_not_retried() {
         let mut calls = 0;
-        let result: Result<()> = run(&fast_policy(5), None, "create-job", || {
-            calls += 1;
-            async { Err(http(404)) }
-        })
+        let result: Result<()> = run(
+            &fast_policy(5),
+            None,
+            "create-job",
+            |_| false,
+            || {
+                calls += 1;
+                async { Err(http(404)) }
+            },
+        )
         .await;
         assert_eq!(result.unwrap_err().http_status(), Some(404));
         assert_eq!(calls, 1);
@@ -292,11 +305,17 @@ mod tests {
     #[tokio::test]
     async fn attempts_are_bounded_and_the_last_error_returned() {
         let mut calls = 0;
-        let result: Result<()> = run(&fast_policy(3), None, "download", || {
-            calls += 1;
-            let status = 500 + calls;
-            async move { Err(http(status)) }
-        })
+        let result: Result<()> = run(
+            &fast_policy(3),
+            None,
+            "download",
+            |_| false,
+            || {
+                calls += 1;
+                let status = 500 + calls;
+                async move { Err(http(status)) }
+            },
+        )
         .await;
         assert_eq!(calls, 3);
         assert_eq!(result.unwrap_err().http_status(), Some(503));
@@ -311,15 +330,21 @@ mod tests {
             max_elapsed: Duration::from_secs(5),
         };
         let mut calls = 0;
-        let result: Result<()> = run(&policy, None, "get-job", || {
-            calls += 1;
-            async {
-                Err(Error::Http {
-                    status: 429,
-                    retry_after: Some(Duration::from_secs(30)),
-                })
-            }
-        })
+        let result: Result<()> = run(
+            &policy,
+            None,
+            "get-job",
+            |_| false,
+            || {
+                calls += 1;
+                async {
+                    Err(Error::Http {
+                        status: 429,
+                        retry_after: Some(Duration::from_secs(30)),
+                    })
+                }
+            },
+        )
         .await;
         assert!(result.is_err());
         assert_eq!(calls, 1, "a 30 s Retry-After does not fit a 5 s budget");

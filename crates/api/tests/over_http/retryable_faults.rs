@@ -75,6 +75,62 @@ async fn http_429_retry_after_is_honoured_as_the_delay() {
     );
 }
 
+/// A caller that schedules its own uploads gets a refused create-job back at once, with the
+/// service's `Retry-After`, and nothing is retried behind its back.
+#[tokio::test]
+async fn a_429_on_create_job_goes_back_to_a_caller_that_asked_for_it() {
+    let em = emulator(Knobs {
+        p_http_429: 1.0,
+        retry_after_secs: 2,
+        ..Knobs::default()
+    })
+    .await;
+    let retries = Retries::default();
+    let client = client(&em)
+        .on_retry(record_and_heal(&retries, &em, Knobs::default()))
+        .throttled_uploads_to_caller(true)
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_input(dir.path(), "in.jpg", &sample_jpeg(21));
+
+    let err = client.create_job(&job(&path)).await.unwrap_err();
+
+    assert_eq!(err.http_status(), Some(429), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+    assert!(retries.events().is_empty(), "{:?}", retries.events());
+    let counters = em.counters();
+    assert_eq!((counters.create_job_requests, counters.create_jobs), (1, 0));
+}
+
+/// Only uploads are handed back: a `get-job` answered 429 is still waited out and retried.
+#[tokio::test]
+async fn a_429_on_get_job_is_retried_even_when_uploads_are_handed_back() {
+    let em = emulator(Knobs::default()).await;
+    let retries = Retries::default();
+    let client = client(&em)
+        .on_retry(record_and_heal(&retries, &em, Knobs::default()))
+        .throttled_uploads_to_caller(true)
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_input(dir.path(), "in.jpg", &sample_jpeg(22));
+    let id = client.create_job(&job(&path)).await.unwrap();
+    em.set_knobs(Knobs {
+        p_http_429: 1.0,
+        retry_after_secs: 0,
+        ..Knobs::default()
+    });
+
+    wait_done(&client, &id).await;
+
+    let events = retries.events();
+    assert_eq!(
+        (events[0].operation, events[0].status),
+        ("get-job", Some(429))
+    );
+}
+
 #[tokio::test]
 async fn http_500_on_get_job_is_retried() {
     let (em, client, retries, _dir, path) = setup().await;
