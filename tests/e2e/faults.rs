@@ -159,3 +159,43 @@ fn a_finished_job_frees_its_slot_at_the_service_while_its_result_downloads() {
     assert_outputs_exactly(&td.out(), &expected);
     assert_each_uploaded_once(&emu.counters(), &shas);
 }
+
+/// A refused upload (429) holds no place while it waits: when one of the run's jobs finishes,
+/// the next upload goes out at once instead of after the refusal's `Retry-After`, and the
+/// refused image, put back in the queue, is paid for once and not counted as an attempt.
+#[test]
+fn a_refused_upload_does_not_wait_out_retry_after_when_a_job_of_the_run_finishes() {
+    let emu = emulator(Knobs {
+        processing_time: Duration::from_millis(500),
+        max_in_flight: Some(2),
+        retry_after_secs: 60,
+        ..Knobs::default()
+    });
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    let shas = write_unique(&td, "refused", 740, 4, &mut expected);
+    let args = ["-j", "8", "--upload-concurrency", "1"];
+
+    let running = Running::start(&mut td.run_cmd(&emu, &[&td.inputs()], &td.out(), &args));
+    wait_for("an upload refused", PROCESS_TIMEOUT, || {
+        emu.counters().throttled >= 1
+    });
+    // Retry-After says 60 s (eraser waits 20 s at most): a third job within 15 s can only be
+    // an upload sent when one of the first two finished.
+    wait_for(
+        "a third job, sent when a job finished",
+        Duration::from_secs(15),
+        || emu.counters().create_jobs >= 3,
+    );
+    running.wait(PROCESS_TIMEOUT).expect_code(0);
+
+    assert_outputs_exactly(&td.out(), &expected);
+    assert_each_uploaded_once(&emu.counters(), &shas);
+    let listed = td.ledger_cmd(&emu, &["list", "--json"]).expect_code(0);
+    let attempts: Vec<u64> = listed
+        .json_lines()
+        .iter()
+        .map(|image| num(image, "/attempts"))
+        .collect();
+    assert_eq!(attempts, [1, 1, 1, 1], "{listed:?}");
+}

@@ -123,6 +123,7 @@ fn build_client(
 ) -> anyhow::Result<Client> {
     let mut builder = Client::builder()
         .on_retry(hooks.retry_observer())
+        .throttled_uploads_to_caller(true)
         .base_url(cfg.api_base.value.clone())
         .product_serial(serial)
         .product_code(cfg.product_code.value.clone())

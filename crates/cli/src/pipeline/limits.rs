@@ -51,9 +51,19 @@ impl Limiter {
 
     /// The service said "too many": halve, unless we just did.
     pub fn throttled(&self) {
+        self.cut(1);
+    }
+
+    /// The service refused an upload while it held `accepted` of our jobs: halve, unless we
+    /// just did, but not below `accepted` (the service took that many).
+    pub fn refused_upload(&self, accepted: usize) {
+        self.cut(accepted);
+    }
+
+    fn cut(&self, floor: usize) {
         let mut s = self.lock();
         if s.last_cut.is_none_or(|t| t.elapsed() >= COOL_DOWN) {
-            s.limit = (s.limit / 2.0).max(1.0);
+            s.limit = (s.limit / 2.0).max(floor as f64).max(1.0).min(s.limit);
             s.lowest = s.lowest.min(s.limit);
             s.last_cut = Some(Instant::now());
             tracing::info!(
@@ -71,6 +81,34 @@ impl Limiter {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LimiterState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// After the service refused an upload: until `until`, uploads only replace jobs of ours
+/// that finish (at most `level` at the service); more waits for the refusal's `Retry-After`.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadHold {
+    pub until: Instant,
+    pub level: usize,
+}
+
+impl UploadHold {
+    /// Shortest hold, so a refusal without `Retry-After` cannot turn into a stream of uploads.
+    const MIN: Duration = Duration::from_millis(200);
+    /// Longest hold, whatever `Retry-After` says.
+    const MAX: Duration = Duration::from_secs(20);
+
+    pub fn new(retry_after: Option<Duration>, level: usize) -> Self {
+        let wait = retry_after.unwrap_or_default().clamp(Self::MIN, Self::MAX);
+        Self {
+            until: Instant::now() + wait,
+            level,
+        }
+    }
+
+    /// Uploads allowed now beside `at_service` jobs and uploads under way (`None`: no hold).
+    pub fn allows(&self, at_service: usize) -> Option<usize> {
+        (Instant::now() < self.until).then(|| self.level.saturating_sub(at_service))
     }
 }
 
@@ -117,7 +155,8 @@ impl Hooks {
         }
     }
 
-    /// The client's retry observer: counts retries and turns 429s into a lower limit.
+    /// The client's retry observer: counts retries and turns 429s into a lower limit (a
+    /// create-job's 429 comes back to the pipeline instead, which does the same).
     pub fn retry_observer(&self) -> Arc<dyn Fn(&RetryEvent) + Send + Sync> {
         let hooks = self.clone();
         Arc::new(move |ev: &RetryEvent| {
@@ -153,6 +192,40 @@ mod tests {
         }
         assert_eq!(l.current(), 17);
         assert_eq!(l.settled(), 16);
+    }
+
+    #[test]
+    fn a_refused_upload_halves_but_not_below_the_jobs_the_service_took() {
+        let l = Limiter::new(16);
+        l.refused_upload(12);
+        assert_eq!(l.current(), 12);
+        let l = Limiter::new(16);
+        l.refused_upload(3);
+        assert_eq!(l.current(), 8);
+        let l = Limiter::new(4);
+        l.refused_upload(9);
+        assert_eq!(l.current(), 4, "a refusal never raises the limit");
+    }
+
+    #[test]
+    fn a_hold_lets_uploads_replace_jobs_up_to_its_level_until_it_ends() {
+        let hold = UploadHold::new(Some(Duration::from_secs(5)), 4);
+        assert_eq!(hold.allows(1), Some(3));
+        assert_eq!(hold.allows(6), Some(0));
+        let past = UploadHold {
+            until: Instant::now(),
+            level: 4,
+        };
+        assert_eq!(past.allows(6), None);
+    }
+
+    #[test]
+    fn a_hold_is_never_shorter_than_its_floor_nor_longer_than_its_cap() {
+        let at = Instant::now();
+        let zero = UploadHold::new(Some(Duration::ZERO), 1);
+        assert!(zero.until >= at + UploadHold::MIN);
+        let long = UploadHold::new(Some(Duration::from_secs(3600)), 1);
+        assert!(long.until <= Instant::now() + UploadHold::MAX);
     }
 
     #[test]

@@ -139,6 +139,9 @@ const GRACE: Duration = Duration::from_secs(5);
 const REFRESH: Duration = Duration::from_secs(1);
 /// The least time a single `get-job` look is given, whatever the job's deadline.
 const MIN_LOOK: Duration = Duration::from_secs(5);
+/// How long the service may refuse every upload (429) while it holds none of this run's jobs
+/// before the run counts it as unavailable (the client's own retries give up as soon).
+const REFUSED_FOR_TOO_LONG: Duration = Duration::from_secs(120);
 /// A run whose heartbeat is older than this is dead (other hosts; same host checks the pid).
 pub(crate) const STALE_AFTER: Duration = eraser_store::RUN_STALE_AFTER;
 
@@ -243,6 +246,8 @@ pub async fn run(
         given_up: HashSet::new(),
         exhausted: false,
         rehashed: HashSet::new(),
+        hold: None,
+        refused_since: None,
     };
 
     let mut scan_errors = Vec::new();
@@ -328,11 +333,17 @@ pub async fn run(
                     coordinator.adopt_in_flight().await?;
                 }
             }
-            let wake = coordinator
+            let mut wake = coordinator
                 .schedule
                 .next_due()
                 .unwrap_or_else(|| Instant::now() + Duration::from_millis(500))
                 .min(Instant::now() + Duration::from_millis(500));
+            // Uploads above the hold's level may go out once it ends.
+            if let Some(hold) = coordinator.hold
+                && hold.until > Instant::now()
+            {
+                wake = wake.min(hold.until);
+            }
             tokio::select! {
                 Some(done) = coordinator.tasks.join_next(), if !coordinator.tasks.is_empty() => {
                     match done {
@@ -570,6 +581,10 @@ struct Coordinator {
     exhausted: bool,
     /// Inputs hashed again this run because they changed before their upload (once each).
     rehashed: HashSet<PathBuf>,
+    /// Set when the service refused an upload (429): what may be sent until `Retry-After`.
+    hold: Option<limits::UploadHold>,
+    /// Since when every upload was refused while the service held none of this run's jobs.
+    refused_since: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -581,6 +596,15 @@ struct FinalReport {
 }
 
 impl Coordinator {
+    /// Jobs of this run the service is still working on (finished ones only wait for their
+    /// result to be fetched).
+    fn at_service(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| j.task != JobTask::Completion)
+            .count()
+    }
+
     fn idle(&self) -> bool {
         self.tasks.is_empty() && self.jobs.is_empty() && self.uploading.is_empty()
     }
@@ -622,11 +646,17 @@ impl Coordinator {
             .upload_concurrency
             .max(1)
             .saturating_sub(self.uploading.len());
-        let free = self
+        let mut free = self
             .limiter
             .current()
             .saturating_sub(in_flight)
             .min(sendable);
+        if let Some(hold) = self.hold {
+            match hold.allows(self.at_service() + self.uploading.len()) {
+                Some(n) => free = free.min(n),
+                None => self.hold = None,
+            }
+        }
         if free == 0 || self.exhausted {
             return Ok(0);
         }
@@ -824,6 +854,7 @@ impl Coordinator {
         match result {
             Ok(job_id) => {
                 self.streak = None;
+                self.refused_since = None;
                 self.answered();
                 self.ledger
                     .mark_processing(&sha, job_id.as_str())
@@ -849,6 +880,7 @@ impl Coordinator {
                 self.schedule
                     .at(Instant::now() + poll::first_delay(expected), sha);
             }
+            Err(e) if e.http_status() == Some(429) => self.throttled_upload(claim, &e).await?,
             Err(e) => {
                 let path = claim.source_path.display().to_string();
                 // A refusal code from the service, or an HTTP status that refuses the account
@@ -885,6 +917,53 @@ impl Coordinator {
                         .await?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The service refused an upload for now (429, "too many jobs"): nothing was created, so
+    /// the image goes back to `new` without counting an attempt, and no slot is held while
+    /// waiting. The limit comes down (not below the jobs the service holds for this run), and
+    /// until `Retry-After` uploads only replace jobs of this run that finish. A service that
+    /// holds none of this run's jobs and refuses every upload for long counts as unavailable.
+    async fn throttled_upload(
+        &mut self,
+        claim: Claim,
+        e: &eraser_api::Error,
+    ) -> anyhow::Result<()> {
+        self.answered();
+        self.ledger
+            .release_claim(&claim.sha256)
+            .await
+            .with_context(|| {
+                format!("putting {} back in the queue", claim.source_path.display())
+            })?;
+        self.exhausted = false;
+        Counters::add(&self.counters.retries, 1);
+        Counters::add(&self.counters.throttled, 1);
+        let accepted = self.at_service();
+        self.limiter.refused_upload(accepted);
+        self.hold = Some(limits::UploadHold::new(e.retry_after(), accepted));
+        tracing::debug!(
+            "create-job for {} refused ({e}); {accepted} job(s) at the service, waiting {:?} \
+             before sending more",
+            claim.source_path.display(),
+            e.retry_after()
+        );
+        if accepted > 0 {
+            self.refused_since = None;
+            return Ok(());
+        }
+        let since = *self.refused_since.get_or_insert_with(Instant::now);
+        if self.end.is_none() && since.elapsed() >= REFUSED_FOR_TOO_LONG {
+            tracing::error!(
+                "the service refused every upload for {}s while holding none of this run's jobs \
+                 (last: {e}); not submitting more",
+                since.elapsed().as_secs()
+            );
+            self.end = Some(RunEnd::Unavailable {
+                message: e.to_string(),
+            });
         }
         Ok(())
     }
