@@ -136,6 +136,11 @@ fn a_service_capped_at_three_jobs_throttles_a_run_of_sixteen_which_says_so_and_p
     let summary = finished.json();
     assert!(num(&summary, "/concurrency_lowest") < 16, "{summary}");
     assert_eq!(num(&summary, "/concurrency_requested"), 16, "{summary}");
+    assert_eq!(
+        num(&summary, "/uploads_refused"),
+        counters.throttled,
+        "every refusal is counted once: {summary}"
+    );
 }
 
 #[test]

@@ -46,6 +46,9 @@ pub struct Summary {
     pub concurrency_requested: u64,
     /// The lowest limit the service's 429s pushed the run down to.
     pub concurrency_lowest: u64,
+    /// Uploads the service refused with 429: put back in the queue and sent again (not paid
+    /// for, not counted as attempts).
+    pub uploads_refused: u64,
     pub seconds: f64,
     pub credits: Credits,
     /// Failures by code ("none" when the service gave no code).
@@ -154,11 +157,16 @@ impl Summary {
         for (k, v) in rows {
             let _ = writeln!(s, "{k:>11}  {v}");
         }
-        if self.concurrency_lowest < self.concurrency_requested {
+        if self.concurrency_lowest < self.concurrency_requested || self.uploads_refused > 0 {
+            let refused = match self.uploads_refused {
+                0 => String::new(),
+                1 => ", 1 upload refused and put back in the queue".to_owned(),
+                n => format!(", {n} uploads refused and put back in the queue"),
+            };
             let _ = writeln!(
                 s,
-                "{:>11}  {} in flight at the end, {} at the lowest (-j {}): the service asked \
-                 for fewer (429)",
+                "{:>11}  limit {} at the end, {} at the lowest (-j {}): the service asked for \
+                 fewer (429){refused}",
                 "jobs", self.concurrency_limit, self.concurrency_lowest, self.concurrency_requested
             );
         }
@@ -263,7 +271,25 @@ mod tests {
         let text = summary.render();
 
         assert!(
-            text.contains("jobs  6 in flight at the end, 4 at the lowest (-j 32)"),
+            text.contains("jobs  limit 6 at the end, 4 at the lowest (-j 32)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_run_whose_uploads_were_refused_says_how_many_went_back_to_the_queue() {
+        let summary = Summary {
+            concurrency_limit: 16,
+            concurrency_lowest: 16,
+            concurrency_requested: 16,
+            uploads_refused: 5,
+            ..Summary::default()
+        };
+
+        let text = summary.render();
+
+        assert!(
+            text.contains("(429), 5 uploads refused and put back in the queue"),
             "{text}"
         );
     }
@@ -277,7 +303,7 @@ mod tests {
             ..Summary::default()
         };
 
-        assert!(!summary.render().contains("in flight at the end"));
+        assert!(!summary.render().contains("at the lowest"));
     }
 
     #[test]

@@ -412,6 +412,7 @@ pub async fn run(
         concurrency_limit: hooks.limiter.current() as u64,
         concurrency_requested: opts.concurrency as u64,
         concurrency_lowest: hooks.limiter.settled() as u64,
+        uploads_refused: Counters::get(&counters.refused_uploads),
         seconds: started.elapsed().as_secs_f64(),
         credits: crate::summary::Credits {
             p_credits: counters.p_credits.load(Ordering::Relaxed),
@@ -941,6 +942,7 @@ impl Coordinator {
         self.exhausted = false;
         Counters::add(&self.counters.retries, 1);
         Counters::add(&self.counters.throttled, 1);
+        Counters::add(&self.counters.refused_uploads, 1);
         let accepted = self.at_service();
         self.limiter.refused_upload(accepted);
         self.hold = Some(limits::UploadHold::new(e.retry_after(), accepted));
