@@ -513,6 +513,8 @@ struct Job {
     ours: bool,
     /// The processing-time estimate its first look was scheduled from.
     expected: Duration,
+    /// Its first look goes out early (see `poll::Eta::first_look`).
+    explore: bool,
     polls: u32,
     last_in_progress: Option<Duration>,
     task: JobTask,
@@ -772,6 +774,7 @@ impl Coordinator {
                     submitted,
                     ours: false,
                     expected: Duration::ZERO,
+                    explore: false,
                     polls: 0,
                     last_in_progress: None,
                     task: JobTask::None,
@@ -865,6 +868,7 @@ impl Coordinator {
                     })?;
                 Counters::add(&self.counters.in_flight, 1);
                 let expected = self.eta.expect(claim.size);
+                let (first, explore) = self.eta.first_look(expected);
                 self.jobs.insert(
                     sha,
                     Job {
@@ -873,13 +877,13 @@ impl Coordinator {
                         submitted: Instant::now(),
                         ours: true,
                         expected,
+                        explore,
                         polls: 0,
                         last_in_progress: None,
                         task: JobTask::None,
                     },
                 );
-                self.schedule
-                    .at(Instant::now() + poll::first_delay(expected), sha);
+                self.schedule.at(Instant::now() + first, sha);
             }
             Err(e) if e.http_status() == Some(429) => self.throttled_upload(claim, &e).await?,
             Err(e) => {
@@ -1111,9 +1115,16 @@ impl Coordinator {
         let elapsed = job.submitted.elapsed();
         // The service answered after this: the time to learn from, without the reply's trip.
         let asked = asked.saturating_duration_since(job.submitted);
+        // An early first look says little when the job is still in progress (the estimate
+        // is not in doubt), a lot when it is done.
+        let explored = job.explore && job.polls == 1;
         match result {
             Ok(JobState::InProgress) => {
-                job.last_in_progress = Some(asked);
+                if explored {
+                    self.eta.explored_too_early();
+                } else {
+                    job.last_in_progress = Some(asked);
+                }
                 if elapsed > self.opts.job_timeout {
                     let msg = format!(
                         "job {} still unfinished after {:?} (--job-timeout); a retry polls it again, \
@@ -1134,7 +1145,9 @@ impl Coordinator {
                 }
             }
             Ok(JobState::Done(done)) => {
-                if job.ours {
+                if explored {
+                    self.eta.learn_explored(job.size, asked);
+                } else if job.ours {
                     let lower = job.last_in_progress.unwrap_or_default();
                     self.eta
                         .learn(job.size, lower, asked.max(lower), job.expected);

@@ -26,6 +26,18 @@ const DONE_AT_FIRST_LOOK: f64 = 0.97;
 const STREAK_STEP: f64 = 32.0;
 /// The strongest pull, however long the streak.
 const MAX_PULL: f64 = 0.5;
+/// Jobs found done at their first look in a row after which first looks go out early, to
+/// find out whether the service has become much faster than the estimate (the pull above only
+/// creeps down, by a few per cent per wave of jobs). An early look that finds the job still in
+/// progress ends the streak.
+const EXPLORE_AFTER: u32 = 16;
+/// How early, as a share of the estimate; before anything is known, the n-th job's first look
+/// goes out at this share to the n-th power of the guess (a ladder down to `LADDER_FLOOR`).
+const EXPLORE_AT: f64 = 0.6;
+/// No early looks below this estimate: a `get-job` would cost more than it could save.
+const EXPLORE_ABOVE: Duration = Duration::from_millis(100);
+/// The earliest first look on the ladder.
+const LADDER_FLOOR: Duration = Duration::from_millis(10);
 
 /// Running estimate of processing time, overall and per size class (powers of 4 bytes).
 #[derive(Debug, Default)]
@@ -34,6 +46,11 @@ pub struct Eta {
     by_class: Vec<Option<f64>>,
     /// Jobs found done at their first look since the last early look.
     streak: u32,
+    /// Jobs submitted so far (the ladder's rung).
+    submitted: u32,
+    /// When the last early look after a streak is due: one at a time, so a streak seen just
+    /// before a wave of submissions does not send the whole wave looking early.
+    explore_due: Option<Instant>,
 }
 
 impl Eta {
@@ -43,6 +60,8 @@ impl Eta {
             overall: Some(seconds),
             by_class: Vec::new(),
             streak: 0,
+            submitted: 0,
+            explore_due: None,
         }
     }
 
@@ -67,6 +86,48 @@ impl Eta {
         Duration::from_secs_f64(secs)
     }
 
+    /// When to look first at a job just submitted with the estimate `expected`, and whether
+    /// that look is early (an exploration: see [`Eta::learn_explored`]). Early while nothing
+    /// is known yet (a ladder of looks over the first jobs, so one of them finds how fast the
+    /// service is), and while every job is found done at its first look.
+    pub fn first_look(&mut self, expected: Duration) -> (Duration, bool) {
+        self.submitted = self.submitted.saturating_add(1);
+        if self.overall.is_none() {
+            let step = EXPLORE_AT.powi(self.submitted.min(16) as i32);
+            return (expected.mul_f64(step).max(LADDER_FLOOR), true);
+        }
+        let now = Instant::now();
+        if self.streak >= EXPLORE_AFTER
+            && expected > EXPLORE_ABOVE
+            && self.explore_due.is_none_or(|due| due <= now)
+        {
+            let delay = expected.mul_f64(EXPLORE_AT);
+            self.explore_due = Some(now + delay);
+            return (delay, true);
+        }
+        (first_delay(expected), false)
+    }
+
+    /// An early first look found its job still in progress: the estimate is not too high.
+    pub fn explored_too_early(&mut self) {
+        self.streak = 0;
+    }
+
+    /// A job of `size` was found done by an early first look sent `asked` after its
+    /// submission: the service takes no longer than that now, so the estimate drops to it at
+    /// once (margin taken off) instead of creeping down.
+    pub fn learn_explored(&mut self, size: u64, asked: Duration) {
+        self.streak = self.streak.saturating_add(1);
+        let bound = asked.saturating_sub(MARGIN).as_secs_f64();
+        let lower = |old: Option<f64>| Some(old.map_or(bound, |o| o.min(bound)));
+        self.overall = lower(self.overall);
+        let c = Self::class(size);
+        if self.by_class.len() <= c {
+            self.by_class.resize(c + 1, None);
+        }
+        self.by_class[c] = lower(self.by_class[c].or(self.overall));
+    }
+
     /// A job of `size` finished somewhere between `lower` and `upper` after it was submitted
     /// (`lower` zero: done at the first look, asked `upper` after its submission, a look
     /// scheduled from the estimate `expected`).
@@ -88,7 +149,15 @@ impl Eta {
             self.streak = 0;
             (lower.as_secs_f64() + upper.as_secs_f64()) / 2.0
         };
-        let blend = |old: Option<f64>| Some(old.map_or(sample, |o| o * 0.7 + sample * 0.3));
+        // "Done by then" only bounds the time from above: it never raises the estimate (a look
+        // scheduled from an older, higher estimate would otherwise pull it back up).
+        let upper_only = lower.is_zero();
+        let blend = |old: Option<f64>| {
+            Some(old.map_or(sample, |o| {
+                let mixed = o * 0.7 + sample * 0.3;
+                if upper_only { mixed.min(o) } else { mixed }
+            }))
+        };
         self.overall = blend(self.overall);
         let c = Self::class(size);
         if self.by_class.len() <= c {
@@ -234,6 +303,75 @@ mod tests {
         // for the wave, not 32 compounded (which would leave 0.75 s).
         let e = eta.expect(1000);
         assert!(e >= Duration::from_millis(880), "{e:?}");
+    }
+
+    #[test]
+    fn a_job_found_done_late_by_a_look_scheduled_from_an_older_estimate_does_not_raise_it() {
+        let mut eta = Eta::starting_at(1.0);
+        eta.learn_explored(1000, Duration::from_millis(360));
+        let lowered = eta.expect(1000);
+        eta.learn(
+            1000,
+            Duration::ZERO,
+            Duration::from_millis(1040),
+            Duration::from_secs(1),
+        );
+        assert_eq!(eta.expect(1000), lowered);
+    }
+
+    #[test]
+    fn an_early_look_that_finds_the_job_done_drops_the_estimate_at_once() {
+        let mut eta = Eta::starting_at(2.0);
+        eta.learn_explored(1000, Duration::from_millis(1200));
+        assert_eq!(eta.expect(1000), Duration::from_millis(1160));
+        assert_eq!(eta.overall(), Some(1.16));
+    }
+
+    #[test]
+    fn before_anything_is_known_the_first_looks_go_down_a_ladder() {
+        let mut eta = Eta::default();
+        let looks: Vec<(Duration, bool)> =
+            (0..3).map(|_| eta.first_look(INITIAL_ESTIMATE)).collect();
+        assert_eq!(
+            looks,
+            [
+                (Duration::from_millis(600), true),
+                (Duration::from_millis(360), true),
+                (Duration::from_millis(216), true)
+            ]
+        );
+        let (deep, _) = (0..40)
+            .map(|_| eta.first_look(INITIAL_ESTIMATE))
+            .last()
+            .unwrap();
+        assert_eq!(deep, LADDER_FLOOR);
+    }
+
+    #[test]
+    fn a_known_estimate_is_looked_at_after_it_until_a_long_streak_of_jobs_done_at_once() {
+        let mut eta = Eta::starting_at(1.0);
+        assert_eq!(
+            eta.first_look(Duration::from_secs(1)),
+            (first_delay(Duration::from_secs(1)), false)
+        );
+        for _ in 0..EXPLORE_AFTER {
+            eta.learn(
+                1000,
+                Duration::ZERO,
+                Duration::from_millis(1040),
+                Duration::from_secs(1),
+            );
+        }
+        let expected = eta.expect(1000);
+        let (delay, explore) = eta.first_look(expected);
+        assert!(explore && delay < expected, "{delay:?} for {expected:?}");
+        // One early look at a time.
+        assert!(!eta.first_look(expected).1);
+        eta.explored_too_early();
+        assert!(
+            !eta.first_look(expected).1,
+            "an early look in progress ends the streak"
+        );
     }
 
     #[test]
