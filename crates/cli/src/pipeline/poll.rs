@@ -2,7 +2,9 @@
 //!
 //! The first `get-job` goes out near the job's expected completion, learned from the jobs
 //! already finished (per size class); after that, short intervals growing by half each time,
-//! with jitter, so completions are seen quickly without hammering the service.
+//! with jitter, so completions are seen quickly without hammering the service. Some first
+//! looks go out early on purpose, to find a service faster than the estimate: a ladder of them
+//! while nothing is known, one at a time while every job is found done at its first look.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -44,7 +46,7 @@ const LADDER_FLOOR: Duration = Duration::from_millis(10);
 pub struct Eta {
     overall: Option<f64>,
     by_class: Vec<Option<f64>>,
-    /// Jobs found done at their first look since the last early look.
+    /// Jobs found done at their first look since a look found one still in progress.
     streak: u32,
     /// Jobs submitted so far (the ladder's rung).
     submitted: u32,
