@@ -29,7 +29,6 @@ pub struct Counters {
     pub bytes_downloaded: AtomicU64,
     pub get_jobs: AtomicU64,
     pub retries: AtomicU64,
-    pub throttled: AtomicU64,
     /// create-jobs the service refused with 429 (put back in the queue, sent again later).
     pub refused_uploads: AtomicU64,
     pub p_credits: AtomicI64,

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eraser_api::{Client, CreateJob, JobDone};
+use eraser_api::{Client, ClientBuilder, CreateJob, JobDone};
 use eraser_tests::emulator::{Emulator, Knobs, sample_jpeg, source_sha256};
 use tempfile::TempDir;
 
@@ -10,9 +10,16 @@ use crate::util::{Retries, client, emulator, record_and_heal, sha256, wait_done,
 
 /// An emulator, a client whose first retry heals the emulator, and one input file.
 async fn setup() -> (Arc<Emulator>, Client, Retries, TempDir, PathBuf) {
+    setup_with(|builder| builder).await
+}
+
+/// [`setup`] with the client's settings changed by `configure`.
+async fn setup_with(
+    configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> (Arc<Emulator>, Client, Retries, TempDir, PathBuf) {
     let em = emulator(Knobs::default()).await;
     let retries = Retries::default();
-    let client = client(&em)
+    let client = configure(client(&em))
         .on_retry(record_and_heal(&retries, &em, Knobs::default()))
         .build()
         .unwrap();
@@ -79,20 +86,13 @@ async fn http_429_retry_after_is_honoured_as_the_delay() {
 /// service's `Retry-After`, and nothing is retried behind its back.
 #[tokio::test]
 async fn a_429_on_create_job_goes_back_to_a_caller_that_asked_for_it() {
-    let em = emulator(Knobs {
+    let (em, client, retries, _dir, path) =
+        setup_with(|builder| builder.throttled_uploads_to_caller(true)).await;
+    em.set_knobs(Knobs {
         p_http_429: 1.0,
         retry_after_secs: 2,
         ..Knobs::default()
-    })
-    .await;
-    let retries = Retries::default();
-    let client = client(&em)
-        .on_retry(record_and_heal(&retries, &em, Knobs::default()))
-        .throttled_uploads_to_caller(true)
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_input(dir.path(), "in.jpg", &sample_jpeg(21));
+    });
 
     let err = client.create_job(&job(&path)).await.unwrap_err();
 
@@ -106,15 +106,8 @@ async fn a_429_on_create_job_goes_back_to_a_caller_that_asked_for_it() {
 /// Only uploads are handed back: a `get-job` answered 429 is still waited out and retried.
 #[tokio::test]
 async fn a_429_on_get_job_is_retried_even_when_uploads_are_handed_back() {
-    let em = emulator(Knobs::default()).await;
-    let retries = Retries::default();
-    let client = client(&em)
-        .on_retry(record_and_heal(&retries, &em, Knobs::default()))
-        .throttled_uploads_to_caller(true)
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_input(dir.path(), "in.jpg", &sample_jpeg(22));
+    let (em, client, retries, _dir, path) =
+        setup_with(|builder| builder.throttled_uploads_to_caller(true)).await;
     let id = client.create_job(&job(&path)).await.unwrap();
     em.set_knobs(Knobs {
         p_http_429: 1.0,

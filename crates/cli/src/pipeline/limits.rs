@@ -162,7 +162,6 @@ impl Hooks {
         Arc::new(move |ev: &RetryEvent| {
             Counters::add(&hooks.counters.retries, 1);
             if ev.status == Some(429) {
-                Counters::add(&hooks.counters.throttled, 1);
                 hooks.limiter.throttled();
             }
             tracing::debug!(

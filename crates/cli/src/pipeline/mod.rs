@@ -635,13 +635,10 @@ impl Coordinator {
         // A job the service has finished no longer takes one of its slots while its result is
         // fetched; finished jobs beyond the downloads' own bound still count, so that they
         // cannot pile up behind a slow CDN.
-        let fetching = self
-            .jobs
-            .values()
-            .filter(|j| j.task == JobTask::Completion)
-            .count()
-            .min(self.opts.download_concurrency.max(1));
-        let in_flight = self.jobs.len() - fetching + self.uploading.len();
+        let at_service = self.at_service();
+        let finished = self.jobs.len() - at_service;
+        let waiting_to_fetch = finished.saturating_sub(self.opts.download_concurrency.max(1));
+        let in_flight = at_service + waiting_to_fetch + self.uploading.len();
         // Claim no more than can be sent right away: a claim waiting for an upload slot would
         // still be sent after the service started refusing, and is a repeat risk at a kill.
         let sendable = self
@@ -655,7 +652,7 @@ impl Coordinator {
             .saturating_sub(in_flight)
             .min(sendable);
         if let Some(hold) = self.hold {
-            match hold.allows(self.at_service() + self.uploading.len()) {
+            match hold.allows(at_service + self.uploading.len()) {
                 Some(n) => free = free.min(n),
                 None => self.hold = None,
             }
@@ -945,7 +942,6 @@ impl Coordinator {
             })?;
         self.exhausted = false;
         Counters::add(&self.counters.retries, 1);
-        Counters::add(&self.counters.throttled, 1);
         Counters::add(&self.counters.refused_uploads, 1);
         let accepted = self.at_service();
         self.limiter.refused_upload(accepted);
