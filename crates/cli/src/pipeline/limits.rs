@@ -112,6 +112,35 @@ impl UploadHold {
     }
 }
 
+/// How long the service has refused every upload (429) while holding none of this run's jobs.
+/// Past [`RefusalClock::PATIENCE`] it counts as unavailable: the client's own retries of one
+/// request would have given up as soon. A refusal while it holds some of the run's jobs is
+/// throttling, not absence, and starts the clock again.
+#[derive(Debug, Default)]
+pub struct RefusalClock {
+    since: Option<Instant>,
+}
+
+impl RefusalClock {
+    pub const PATIENCE: Duration = Duration::from_secs(120);
+
+    /// An upload refused at `now` while the service held `accepted` of the run's jobs: how long
+    /// every upload has been refused with none held, once that reaches the patience.
+    pub fn refused(&mut self, accepted: usize, now: Instant) -> Option<Duration> {
+        if accepted > 0 {
+            self.since = None;
+            return None;
+        }
+        let refused_for = now.saturating_duration_since(*self.since.get_or_insert(now));
+        (refused_for >= Self::PATIENCE).then_some(refused_for)
+    }
+
+    /// The service accepted an upload.
+    pub fn accepted(&mut self) {
+        self.since = None;
+    }
+}
+
 /// A cap on API requests per second (`--rate`), shared by every request.
 #[derive(Debug)]
 pub struct RateLimit {
@@ -225,6 +254,45 @@ mod tests {
         assert!(zero.until >= at + UploadHold::MIN);
         let long = UploadHold::new(Some(Duration::from_secs(3600)), 1);
         assert!(long.until <= Instant::now() + UploadHold::MAX);
+    }
+
+    #[test]
+    fn refusals_with_no_job_at_the_service_end_the_patience_after_two_minutes() {
+        let start = Instant::now();
+        let mut clock = RefusalClock::default();
+        assert_eq!(clock.refused(0, start), None);
+        let almost = start + RefusalClock::PATIENCE - Duration::from_millis(1);
+        assert_eq!(clock.refused(0, almost), None);
+        let past = start + RefusalClock::PATIENCE + Duration::from_secs(1);
+        assert_eq!(
+            clock.refused(0, past),
+            Some(RefusalClock::PATIENCE + Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn an_accepted_upload_starts_the_patience_again() {
+        let start = Instant::now();
+        let mut clock = RefusalClock::default();
+        clock.refused(0, start);
+        clock.accepted();
+        let later = start + RefusalClock::PATIENCE;
+        assert_eq!(
+            clock.refused(0, later),
+            None,
+            "the clock starts at this refusal"
+        );
+        assert!(clock.refused(0, later + RefusalClock::PATIENCE).is_some());
+    }
+
+    #[test]
+    fn a_refusal_while_the_service_holds_jobs_of_the_run_is_throttling_not_absence() {
+        let start = Instant::now();
+        let mut clock = RefusalClock::default();
+        clock.refused(0, start);
+        let later = start + RefusalClock::PATIENCE;
+        assert_eq!(clock.refused(2, later), None);
+        assert_eq!(clock.refused(0, later), None, "held jobs reset the clock");
     }
 
     #[test]

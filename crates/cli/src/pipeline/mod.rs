@@ -139,9 +139,6 @@ const GRACE: Duration = Duration::from_secs(5);
 const REFRESH: Duration = Duration::from_secs(1);
 /// The least time a single `get-job` look is given, whatever the job's deadline.
 const MIN_LOOK: Duration = Duration::from_secs(5);
-/// How long the service may refuse every upload (429) while it holds none of this run's jobs
-/// before the run counts it as unavailable (the client's own retries give up as soon).
-const REFUSED_FOR_TOO_LONG: Duration = Duration::from_secs(120);
 /// A run whose heartbeat is older than this is dead (other hosts; same host checks the pid).
 pub(crate) const STALE_AFTER: Duration = eraser_store::RUN_STALE_AFTER;
 
@@ -247,7 +244,7 @@ pub async fn run(
         exhausted: false,
         rehashed: HashSet::new(),
         hold: None,
-        refused_since: None,
+        refused: limits::RefusalClock::default(),
     };
 
     let mut scan_errors = Vec::new();
@@ -586,8 +583,8 @@ struct Coordinator {
     rehashed: HashSet<PathBuf>,
     /// Set when the service refused an upload (429): what may be sent until `Retry-After`.
     hold: Option<limits::UploadHold>,
-    /// Since when every upload was refused while the service held none of this run's jobs.
-    refused_since: Option<Instant>,
+    /// How long every upload was refused while the service held none of this run's jobs.
+    refused: limits::RefusalClock,
 }
 
 #[derive(Debug, Default)]
@@ -855,7 +852,7 @@ impl Coordinator {
         match result {
             Ok(job_id) => {
                 self.streak = None;
-                self.refused_since = None;
+                self.refused.accepted();
                 self.answered();
                 self.ledger
                     .mark_processing(&sha, job_id.as_str())
@@ -952,16 +949,12 @@ impl Coordinator {
             claim.source_path.display(),
             e.retry_after()
         );
-        if accepted > 0 {
-            self.refused_since = None;
-            return Ok(());
-        }
-        let since = *self.refused_since.get_or_insert_with(Instant::now);
-        if self.end.is_none() && since.elapsed() >= REFUSED_FOR_TOO_LONG {
+        let refused_for = self.refused.refused(accepted, Instant::now());
+        if let Some(refused_for) = refused_for.filter(|_| self.end.is_none()) {
             tracing::error!(
                 "the service refused every upload for {}s while holding none of this run's jobs \
                  (last: {e}); not submitting more",
-                since.elapsed().as_secs()
+                refused_for.as_secs()
             );
             self.end = Some(RunEnd::Unavailable {
                 message: e.to_string(),
