@@ -50,6 +50,12 @@ impl Table {
         for [what, result, target] in &self.0 {
             println!("{what:<w0$}  {result:<w1$}  {target}");
         }
+        println!(
+            "\nrecord_inputs is the first scan's ledger work without the rest of eraser. Where it \
+             falls short of its target, README (Performance, \"What limits the rows\", first \
+             scan) gives the measured limit: SQLite alone, in commits of a scan's size, on the \
+             same machine. mark_processing syncs each job id to disk (a power cut cannot lose it)."
+        );
     }
 }
 

@@ -98,9 +98,11 @@ impl Ledger {
         Ok(claims)
     }
 
-    /// `uploading` → `processing` with the job id; counts the upload as an attempt.
+    /// `uploading` → `processing` with the job id; counts the upload as an attempt. Synced to
+    /// disk before it returns: the job id is what keeps the next run from paying again.
     pub async fn mark_processing(&self, sha: &Sha256, job_id: &str) -> Result<()> {
         let (key, now) = (&sha.0[..], now_text());
+        let mut conn = self.durable_writer().await?;
         let done = sqlx::query!(
             "update images set status = 'processing', job_id = ?1, attempts = attempts + 1,
                  claimed_by = null, updated_at = ?2
@@ -109,9 +111,10 @@ impl Ledger {
             now,
             key
         )
-        .execute(&self.write)
-        .await
-        .map_err(|e| self.db_err(e))?;
+        .execute(&mut *conn)
+        .await;
+        self.end_durable(conn).await;
+        let done = done.map_err(|e| self.db_err(e))?;
         self.expect_moved(done.rows_affected(), sha, ImageStatus::Processing)
             .await
     }

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions as _, Connection as _};
+use sqlx::{ConnectOptions as _, Connection as _, Sqlite};
 
 use chrono::{DateTime, Utc};
 
@@ -142,6 +143,33 @@ impl Ledger {
     /// Opens an existing ledger; a missing file is an error (for `eraser ledger …`).
     pub async fn open_existing(path: &Path) -> Result<Self> {
         OpenOptions::new().create(false).open(path).await
+    }
+
+    /// The write connection with the log synced to disk when it commits, for a write whose loss
+    /// costs money: a job id the service accepted. The writer's other commits
+    /// (`synchronous = normal`) survive a killed process but may roll back after a power loss
+    /// or a crash of the system, and a job id rolled back is an upload the next run pays for
+    /// again. One sync per accepted upload; syncing every commit would add several per image.
+    /// Hand the connection back through [`Ledger::end_durable`].
+    pub(crate) async fn durable_writer(&self) -> Result<PoolConnection<Sqlite>> {
+        let mut conn = self.write.acquire().await.map_err(|e| self.db_err(e))?;
+        sqlx::query("pragma synchronous = full")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(conn)
+    }
+
+    /// Back to the writer's usual `synchronous = normal`; a connection that cannot be switched
+    /// back is closed rather than left syncing every commit.
+    pub(crate) async fn end_durable(&self, mut conn: PoolConnection<Sqlite>) {
+        if let Err(e) = sqlx::query("pragma synchronous = normal")
+            .execute(&mut *conn)
+            .await
+        {
+            tracing::debug!("closing the ledger's write connection: {e}");
+            conn.close_on_drop();
+        }
     }
 
     /// Switches the file to WAL once (the mode is stored in the file). Changing the journal mode
@@ -290,4 +318,37 @@ fn refuse_newer(path: &Path, applied: &[i64]) -> Result<()> {
 
 fn up_to_date(applied: &[i64]) -> bool {
     MIGRATOR.iter().all(|m| applied.contains(&m.version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn synchronous(conn: &mut SqliteConnection) -> i64 {
+        sqlx::query_scalar("pragma synchronous")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_durable_write_syncs_its_commit_and_hands_the_writer_back_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.db")).await.unwrap();
+
+        let mut conn = ledger.durable_writer().await.unwrap();
+        assert_eq!(
+            synchronous(&mut conn).await,
+            2,
+            "full: the log synced at commit"
+        );
+        ledger.end_durable(conn).await;
+
+        let mut conn = ledger.write.acquire().await.unwrap();
+        assert_eq!(
+            synchronous(&mut conn).await,
+            1,
+            "normal again for the other writes"
+        );
+    }
 }

@@ -532,6 +532,8 @@ enum Event {
     Uploaded {
         claim: Claim,
         result: Result<JobId, eraser_api::Error>,
+        /// Recording the job id, done by the upload task the moment its reply arrived.
+        recorded: Result<(), eraser_store::Error>,
     },
     Polled {
         sha: Sha256,
@@ -672,8 +674,9 @@ impl Coordinator {
             let rate = self.rate.clone();
             let anonymous = self.opts.anonymous_names;
             let counters = Arc::clone(&self.counters);
+            let ledger = self.ledger.clone();
             self.tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
+                let permit = permits.acquire_owned().await;
                 if let Some(rate) = rate {
                     rate.wait().await;
                 }
@@ -689,11 +692,20 @@ impl Coordinator {
                         expected_sha256: Some(claim.sha256.0),
                     })
                     .await;
-                if result.is_ok() {
+                drop(permit);
+                // Recorded here rather than by the coordinator, so a kill finds it recorded
+                // however busy the coordinator is, and its sync to disk holds up no one else.
+                let mut recorded = Ok(());
+                if let Ok(job_id) = &result {
                     Counters::add(&counters.uploads, 1);
                     Counters::add(&counters.bytes_uploaded, claim.size);
+                    recorded = ledger.mark_processing(&claim.sha256, job_id.as_str()).await;
                 }
-                Event::Uploaded { claim, result }
+                Event::Uploaded {
+                    claim,
+                    result,
+                    recorded,
+                }
             });
         }
         Ok(n)
@@ -781,7 +793,11 @@ impl Coordinator {
 
     async fn handle(&mut self, event: Event) -> anyhow::Result<()> {
         match event {
-            Event::Uploaded { claim, result } => self.uploaded(claim, result).await,
+            Event::Uploaded {
+                claim,
+                result,
+                recorded,
+            } => self.uploaded(claim, result, recorded).await,
             Event::Polled { sha, asked, result } => self.polled(sha, asked, result).await,
             Event::Completed { sha, result } => {
                 self.drop_job(&sha);
@@ -846,6 +862,7 @@ impl Coordinator {
         &mut self,
         claim: Claim,
         result: Result<JobId, eraser_api::Error>,
+        recorded: Result<(), eraser_store::Error>,
     ) -> anyhow::Result<()> {
         self.uploading.remove(&claim.sha256);
         let sha = claim.sha256;
@@ -854,12 +871,9 @@ impl Coordinator {
                 self.streak = None;
                 self.refused.accepted();
                 self.answered();
-                self.ledger
-                    .mark_processing(&sha, job_id.as_str())
-                    .await
-                    .with_context(|| {
-                        format!("recording job {job_id} for {}", claim.source_path.display())
-                    })?;
+                recorded.with_context(|| {
+                    format!("recording job {job_id} for {}", claim.source_path.display())
+                })?;
                 Counters::add(&self.counters.in_flight, 1);
                 let expected = self.eta.expect(claim.size);
                 let (first, explore) = self.eta.first_look(expected);
