@@ -261,6 +261,7 @@ pub async fn run(
     } else {
         let mut last_refresh = Instant::now() - REFRESH;
         let mut stopping_since: Option<Instant> = None;
+        let mut next_progress = Instant::now();
         loop {
             if !scan_done && scan_task.is_finished() {
                 scan_errors = (&mut scan_task).await.context("scan task failed")??;
@@ -308,8 +309,21 @@ pub async fn run(
                 && claimed == 0
                 && coordinator.idle()
                 && coordinator.end_is_submission_only()
+                && Instant::now() >= next_progress
             {
+                // Nothing unsettled in the whole ledger: nothing of this run either, known
+                // without counting the run's images (a pass over all its inputs).
+                let all = ledger.status_counts().await?;
+                if all.uploading + all.processing == 0
+                    && (all.new == 0 || coordinator.end.is_some())
+                {
+                    break;
+                }
+                let counting = Instant::now();
                 let p = ledger.run_progress(run).await?;
+                // While other runs' jobs are awaited, a large run's count is not repeated
+                // more often than ten times what it took.
+                next_progress = Instant::now() + counting.elapsed() * 10;
                 let waiting = (p.images.uploading + p.images.processing)
                     .saturating_sub(coordinator.given_up.len() as u64);
                 let claimable = p.images.new > 0 && coordinator.end.is_none();
