@@ -1,7 +1,12 @@
 //! The service unreachable mid-run (network loss, service down): once uploads go unanswered even
 //! after retries, the run stops submitting and exits 3 without marking any image failed for the
-//! outage; the rerun once the service is back completes, paying once for each image.
+//! outage; the rerun once the service is back completes, paying once for each image. A service
+//! that cannot even be connected to for a few seconds does not stop the run.
 
+use std::io::ErrorKind;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eraser_tests::emulator::{Emulator, Knobs};
@@ -68,6 +73,127 @@ fn a_rerun_after_an_outage_completes_and_pays_once_per_image() {
     td.run(&emu, &[&td.inputs()], &td.out(), &["-j", "4"])
         .expect_code(0);
 
+    assert_each_uploaded_once(&emu.counters(), &shas);
+    assert_outputs_exactly(&td.out(), &expected);
+}
+
+/// A TCP relay to the emulator's API on a port of its own that can go away: while down nothing
+/// listens there (connections are refused, as when the service's host is down) and the
+/// connections it carried are cut.
+struct Relay {
+    port: u16,
+    up: Arc<AtomicBool>,
+    carried: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(target: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("relay binds");
+        let port = listener.local_addr().expect("relay address").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let carried = Arc::new(Mutex::new(Vec::new()));
+        let (flag, streams) = (Arc::clone(&up), Arc::clone(&carried));
+        std::thread::spawn(move || {
+            let mut listener = Some(listener);
+            loop {
+                if !flag.load(Ordering::SeqCst) {
+                    listener = None;
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                let Some(l) = &listener else {
+                    listener = TcpListener::bind(("127.0.0.1", port)).ok();
+                    continue;
+                };
+                l.set_nonblocking(true).expect("nonblocking relay");
+                match l.accept() {
+                    Ok((client, _)) => relay_one(client, target, &streams),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+        Relay { port, up, carried }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops listening and cuts every connection it carries.
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for stream in self.carried.lock().expect("relay streams").drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes both ways between `client` and a new connection to `target`.
+fn relay_one(client: TcpStream, target: SocketAddr, carried: &Mutex<Vec<TcpStream>>) {
+    let _ = client.set_nonblocking(false);
+    let Ok(server) = TcpStream::connect(target) else {
+        return;
+    };
+    let pipe = |mut from: TcpStream, mut to: TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    };
+    if let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) = (
+        client.try_clone(),
+        server.try_clone(),
+        client.try_clone(),
+        server.try_clone(),
+    ) {
+        carried.lock().expect("relay streams").extend([c3, s3]);
+        pipe(client, s2);
+        pipe(server, c2);
+    }
+}
+
+#[test]
+fn a_service_that_cannot_be_connected_to_for_a_few_seconds_does_not_stop_the_run() {
+    let emu = emulator(Knobs {
+        processing_time: Duration::from_secs(3),
+        ..Knobs::default()
+    });
+    let api: SocketAddr = emu
+        .api_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("the emulator's API address");
+    let relay = Relay::start(api);
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    let shas = write_unique(&td, "b", 900, 8, &mut expected);
+    let running = Running::start(&mut td.run_cmd(
+        &emu,
+        &[&td.inputs()],
+        &td.out(),
+        &["-j", "8", "--api-base", &relay.url()],
+    ));
+    wait_for("every job accepted", PROCESS_TIMEOUT, || {
+        emu.counters().create_jobs >= 8
+    });
+    relay.down();
+    std::thread::sleep(Duration::from_secs(8));
+    relay.up();
+
+    let summary = running.wait(PROCESS_TIMEOUT).expect_code(0).json();
+
+    assert!(
+        num(&summary, "/retries") > 0,
+        "the outage was felt: {summary}"
+    );
     assert_each_uploaded_once(&emu.counters(), &shas);
     assert_outputs_exactly(&td.out(), &expected);
 }

@@ -412,6 +412,7 @@ impl Client {
             return Error::Timeout {
                 url: display_url(url),
                 timeout,
+                connect: err.is_connect(),
             };
         }
         if let Some(refused) = find_cause::<RefusedRedirect>(err) {
@@ -436,6 +437,7 @@ impl Client {
         Error::Transport {
             url: display_url(url),
             detail: crate::error::root_cause(err),
+            connect: err.is_connect(),
         }
     }
 }

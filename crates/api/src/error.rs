@@ -12,11 +12,21 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The connection could not be made or broke (refused, reset, DNS, TLS, dropped mid-answer).
+    /// `connect`: it failed while connecting, so nothing of the request was sent.
     #[error("network error talking to {url}: {detail}")]
-    Transport { url: String, detail: String },
-    /// No complete answer within the request timeout (connect included).
+    Transport {
+        url: String,
+        detail: String,
+        connect: bool,
+    },
+    /// No complete answer within the request timeout (connect included). `connect`: the
+    /// connection was never made, so nothing of the request was sent.
     #[error("{url} did not answer within {} s", timeout.as_secs_f64())]
-    Timeout { url: String, timeout: Duration },
+    Timeout {
+        url: String,
+        timeout: Duration,
+        connect: bool,
+    },
     /// HTTP status outside 2xx (and not a failure envelope from the service).
     #[error("{}", http_sentence(*status, *retry_after))]
     Http {
@@ -84,6 +94,15 @@ impl Error {
             | Self::Io { .. }
             | Self::Config { .. } => false,
         }
+    }
+
+    /// The last attempt could not even connect (refused, DNS, TLS, connect timeout): the
+    /// service was not reached, so that attempt cannot have created anything.
+    pub fn is_unreached(&self) -> bool {
+        matches!(
+            self,
+            Self::Transport { connect: true, .. } | Self::Timeout { connect: true, .. }
+        )
     }
 
     /// The server's `Retry-After`, when it gave one.

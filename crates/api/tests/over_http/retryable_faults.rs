@@ -212,3 +212,46 @@ async fn a_truncated_download_is_retried_and_lands_whole() {
     assert_eq!(saved.sha256, sha256(&output));
     assert_eq!(source_sha256(&output), Some(hex::encode(sha256(&input))));
 }
+
+/// Two quick attempts: enough to see how a call that keeps failing ends.
+fn two_attempts() -> eraser_api::RetryPolicy {
+    eraser_api::RetryPolicy {
+        max_attempts: 2,
+        ..crate::util::fast_retry()
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_says_the_service_was_not_reached() {
+    let em = emulator(Knobs::default()).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let client = client(&em)
+        .base_url(format!("http://127.0.0.1:{port}"))
+        .retry(two_attempts())
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_input(dir.path(), "in.jpg", &sample_jpeg(21));
+
+    let err = client.create_job(&job(&path)).await.unwrap_err();
+
+    assert!(err.is_unreached(), "{err:?}");
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_the_request_is_not_taken_for_an_unreached_service() {
+    let (em, _, _, _dir, path) = setup().await;
+    em.set_knobs(Knobs {
+        p_drop: 1.0,
+        ..Knobs::default()
+    });
+    let client = client(&em).retry(two_attempts()).build().unwrap();
+
+    let err = client.create_job(&job(&path)).await.unwrap_err();
+
+    assert!(!err.is_unreached(), "the request was sent: {err:?}");
+    assert!(err.is_retryable());
+}

@@ -112,32 +112,54 @@ impl UploadHold {
     }
 }
 
-/// How long the service has refused every upload (429) while holding none of this run's jobs.
-/// Past [`RefusalClock::PATIENCE`] it counts as unavailable: the client's own retries of one
-/// request would have given up as soon. A refusal while it holds some of the run's jobs is
-/// throttling, not absence, and starts the clock again.
+/// How long something has gone on without a break (the service refusing every upload, or not
+/// reached at all); past [`Patience::LIMIT`] the service counts as unavailable. The client's own
+/// retries of one request would have given up as soon.
 #[derive(Debug, Default)]
-pub struct RefusalClock {
+pub struct Patience {
     since: Option<Instant>,
 }
 
-impl RefusalClock {
-    pub const PATIENCE: Duration = Duration::from_secs(120);
+impl Patience {
+    pub const LIMIT: Duration = Duration::from_secs(120);
 
+    /// It happened again at `now`: how long it has lasted, once that reaches the limit.
+    pub fn lapsed(&mut self, now: Instant) -> Option<Duration> {
+        let lasted = now.saturating_duration_since(*self.since.get_or_insert(now));
+        (lasted >= Self::LIMIT).then_some(lasted)
+    }
+
+    /// Whether it is going on (happened, not reset since).
+    pub fn running(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// It stopped: the next time starts the count again.
+    pub fn reset(&mut self) {
+        self.since = None;
+    }
+}
+
+/// How long the service has refused every upload (429) while holding none of this run's jobs.
+/// A refusal while it holds some of the run's jobs is throttling, not absence, and starts the
+/// clock again.
+#[derive(Debug, Default)]
+pub struct RefusalClock(Patience);
+
+impl RefusalClock {
     /// An upload refused at `now` while the service held `accepted` of the run's jobs: how long
     /// every upload has been refused with none held, once that reaches the patience.
     pub fn refused(&mut self, accepted: usize, now: Instant) -> Option<Duration> {
         if accepted > 0 {
-            self.since = None;
+            self.0.reset();
             return None;
         }
-        let refused_for = now.saturating_duration_since(*self.since.get_or_insert(now));
-        (refused_for >= Self::PATIENCE).then_some(refused_for)
+        self.0.lapsed(now)
     }
 
     /// The service accepted an upload.
     pub fn accepted(&mut self) {
-        self.since = None;
+        self.0.reset();
     }
 }
 
@@ -261,12 +283,12 @@ mod tests {
         let start = Instant::now();
         let mut clock = RefusalClock::default();
         assert_eq!(clock.refused(0, start), None);
-        let almost = start + RefusalClock::PATIENCE - Duration::from_millis(1);
+        let almost = start + Patience::LIMIT - Duration::from_millis(1);
         assert_eq!(clock.refused(0, almost), None);
-        let past = start + RefusalClock::PATIENCE + Duration::from_secs(1);
+        let past = start + Patience::LIMIT + Duration::from_secs(1);
         assert_eq!(
             clock.refused(0, past),
-            Some(RefusalClock::PATIENCE + Duration::from_secs(1))
+            Some(Patience::LIMIT + Duration::from_secs(1))
         );
     }
 
@@ -276,13 +298,13 @@ mod tests {
         let mut clock = RefusalClock::default();
         clock.refused(0, start);
         clock.accepted();
-        let later = start + RefusalClock::PATIENCE;
+        let later = start + Patience::LIMIT;
         assert_eq!(
             clock.refused(0, later),
             None,
             "the clock starts at this refusal"
         );
-        assert!(clock.refused(0, later + RefusalClock::PATIENCE).is_some());
+        assert!(clock.refused(0, later + Patience::LIMIT).is_some());
     }
 
     #[test]
@@ -290,7 +312,7 @@ mod tests {
         let start = Instant::now();
         let mut clock = RefusalClock::default();
         clock.refused(0, start);
-        let later = start + RefusalClock::PATIENCE;
+        let later = start + Patience::LIMIT;
         assert_eq!(clock.refused(2, later), None);
         assert_eq!(clock.refused(0, later), None, "held jobs reset the clock");
     }

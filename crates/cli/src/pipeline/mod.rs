@@ -238,6 +238,8 @@ pub async fn run(
         unanswered: 0,
         unwritable: 0,
         unanswered_uploads: Vec::new(),
+        unreached: limits::Patience::default(),
+        ever_answered: false,
         end: None,
         run_failures: BTreeMap::new(),
         given_up: HashSet::new(),
@@ -586,6 +588,11 @@ struct Coordinator {
     unanswered: u32,
     /// The images whose uploads are among them (put back to `new` if the service is lost).
     unanswered_uploads: Vec<Sha256>,
+    /// How long requests have failed to even connect with no answer from the service between.
+    unreached: limits::Patience,
+    /// Whether the service answered anything in this run: a service never reached (a wrong
+    /// `--api-base`, no network) ends the run at once, not after the patience.
+    ever_answered: bool,
     /// Consecutive results that OUT could not take for want of space or writability.
     unwritable: u32,
     end: Option<RunEnd>,
@@ -934,6 +941,8 @@ impl Coordinator {
                     self.input_changed(claim, &e).await?;
                 } else if matches!(e, eraser_api::Error::InvalidInput { .. }) {
                     self.fail(&sha, None, &format!("{e}"), false).await?;
+                } else if e.is_unreached() {
+                    self.unreached_upload(claim, &e).await?;
                 } else if e.is_retryable() {
                     self.fail(&sha, None, &format!("uploading {path}: {e}"), true)
                         .await?;
@@ -1077,6 +1086,62 @@ impl Coordinator {
     fn answered(&mut self) {
         self.unanswered = 0;
         self.unanswered_uploads.clear();
+        self.ever_answered = true;
+        if self.unreached.running() {
+            tracing::warn!("the service answers again");
+            self.unreached.reset();
+        }
+    }
+
+    /// A request whose last attempt could not even connect (refused, DNS, TLS, connect
+    /// timeout): the network or the service is down. Nothing is stopped for a blip; the run
+    /// ends as unavailable (as after Ctrl-C) once nothing has answered for the patience. A
+    /// service that has not answered once in this run counts as unanswered requests do.
+    async fn unreached(&mut self, e: &eraser_api::Error) -> anyhow::Result<()> {
+        if !self.ever_answered {
+            return self.unanswered(None, e).await;
+        }
+        if !self.unreached.running() && self.end.is_none() {
+            tracing::warn!(
+                "the service cannot be reached ({e}); waiting up to {}s for it to come back",
+                limits::Patience::LIMIT.as_secs()
+            );
+        }
+        let Some(lasted) = self.unreached.lapsed(Instant::now()) else {
+            return Ok(());
+        };
+        if self.end.is_none() {
+            tracing::error!(
+                "the service could not be reached for {}s (last: {e}); not submitting more, the \
+                 jobs in flight are left for the next run",
+                lasted.as_secs()
+            );
+            self.end = Some(RunEnd::Unavailable {
+                message: e.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// An upload that could not even connect: nothing was sent, so nothing was paid. The
+    /// image goes back to the queue without counting an attempt.
+    async fn unreached_upload(
+        &mut self,
+        claim: Claim,
+        e: &eraser_api::Error,
+    ) -> anyhow::Result<()> {
+        self.ledger
+            .release_claim(&claim.sha256)
+            .await
+            .with_context(|| {
+                format!("putting {} back in the queue", claim.source_path.display())
+            })?;
+        self.exhausted = false;
+        tracing::debug!(
+            "create-job for {} could not connect ({e}); back in the queue",
+            claim.source_path.display()
+        );
+        self.unreached(e).await
     }
 
     /// A request that got no usable answer even after the client's retries: an upload (`sha`)
@@ -1121,6 +1186,7 @@ impl Coordinator {
         match &result {
             // A connection that failed even after retries (a slow or broken answer is the
             // job's business: it ends at --job-timeout).
+            Err(e) if e.is_unreached() => self.unreached(e).await?,
             Err(e @ eraser_api::Error::Transport { .. }) => self.unanswered(None, e).await?,
             Err(e) if e.api_code().is_none() => {}
             _ => self.answered(),
