@@ -279,6 +279,22 @@ mod tests {
     }
 
     #[test]
+    fn patience_runs_from_the_first_time_until_a_reset() {
+        let start = Instant::now();
+        let mut patience = Patience::default();
+        assert!(!patience.running());
+        assert_eq!(patience.lapsed(start), None);
+        assert!(patience.running());
+        assert_eq!(
+            patience.lapsed(start + Patience::LIMIT),
+            Some(Patience::LIMIT)
+        );
+        patience.reset();
+        assert!(!patience.running());
+        assert_eq!(patience.lapsed(start + Patience::LIMIT * 2), None);
+    }
+
+    #[test]
     fn refusals_with_no_job_at_the_service_end_the_patience_after_two_minutes() {
         let start = Instant::now();
         let mut clock = RefusalClock::default();

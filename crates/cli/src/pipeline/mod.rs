@@ -968,13 +968,7 @@ impl Coordinator {
         e: &eraser_api::Error,
     ) -> anyhow::Result<()> {
         self.answered();
-        self.ledger
-            .release_claim(&claim.sha256)
-            .await
-            .with_context(|| {
-                format!("putting {} back in the queue", claim.source_path.display())
-            })?;
-        self.exhausted = false;
+        self.back_in_queue(&claim).await?;
         Counters::add(&self.counters.retries, 1);
         Counters::add(&self.counters.refused_uploads, 1);
         let accepted = self.at_service();
@@ -1130,6 +1124,17 @@ impl Coordinator {
         claim: Claim,
         e: &eraser_api::Error,
     ) -> anyhow::Result<()> {
+        self.back_in_queue(&claim).await?;
+        tracing::debug!(
+            "create-job for {} could not connect ({e}); back in the queue",
+            claim.source_path.display()
+        );
+        self.unreached(e).await
+    }
+
+    /// A claimed image whose upload created nothing goes back to `new`, no attempt counted,
+    /// and the queue is worth looking at again.
+    async fn back_in_queue(&mut self, claim: &Claim) -> anyhow::Result<()> {
         self.ledger
             .release_claim(&claim.sha256)
             .await
@@ -1137,11 +1142,7 @@ impl Coordinator {
                 format!("putting {} back in the queue", claim.source_path.display())
             })?;
         self.exhausted = false;
-        tracing::debug!(
-            "create-job for {} could not connect ({e}); back in the queue",
-            claim.source_path.display()
-        );
-        self.unreached(e).await
+        Ok(())
     }
 
     /// A request that got no usable answer even after the client's retries: an upload (`sha`)
