@@ -1,7 +1,8 @@
 //! The service unreachable mid-run (network loss, service down): once uploads go unanswered even
 //! after retries, the run stops submitting and exits 3 without marking any image failed for the
 //! outage; the rerun once the service is back completes, paying once for each image. A service
-//! that cannot even be connected to for a few seconds does not stop the run.
+//! that cannot even be connected to for a few seconds does not stop the run; one that stays out
+//! of reach for `--outage-timeout` does.
 
 use std::io::ErrorKind;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -159,19 +160,24 @@ fn relay_one(client: TcpStream, target: SocketAddr, carried: &Mutex<Vec<TcpStrea
     }
 }
 
-#[test]
-fn a_service_that_cannot_be_connected_to_for_a_few_seconds_does_not_stop_the_run() {
-    let emu = emulator(Knobs {
-        processing_time: Duration::from_secs(3),
-        ..Knobs::default()
-    });
+/// The emulator's API behind a [`Relay`].
+fn relayed(emu: &Emulator) -> Relay {
     let api: SocketAddr = emu
         .api_url()
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .parse()
         .expect("the emulator's API address");
-    let relay = Relay::start(api);
+    Relay::start(api)
+}
+
+#[test]
+fn a_service_that_cannot_be_connected_to_for_a_few_seconds_does_not_stop_the_run() {
+    let emu = emulator(Knobs {
+        processing_time: Duration::from_secs(3),
+        ..Knobs::default()
+    });
+    let relay = relayed(&emu);
     let td = TestDir::new();
     let mut expected = Expected::new();
     let shas = write_unique(&td, "b", 900, 8, &mut expected);
@@ -194,6 +200,57 @@ fn a_service_that_cannot_be_connected_to_for_a_few_seconds_does_not_stop_the_run
         num(&summary, "/retries") > 0,
         "the outage was felt: {summary}"
     );
+    assert_each_uploaded_once(&emu.counters(), &shas);
+    assert_outputs_exactly(&td.out(), &expected);
+}
+
+#[test]
+fn a_service_out_of_reach_for_the_outage_timeout_ends_the_run_and_the_rerun_pays_nothing_twice() {
+    let emu = emulator(Knobs {
+        processing_time: Duration::from_secs(3),
+        ..Knobs::default()
+    });
+    let relay = relayed(&emu);
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    let shas = write_unique(&td, "t", 900, 6, &mut expected);
+    let running = Running::start(&mut td.run_cmd(
+        &emu,
+        &[&td.inputs()],
+        &td.out(),
+        &[
+            "-j",
+            "6",
+            "--outage-timeout",
+            "2s",
+            "--api-base",
+            &relay.url(),
+        ],
+    ));
+    wait_for("every job accepted", PROCESS_TIMEOUT, || {
+        emu.counters().create_jobs >= 6
+    });
+    relay.down();
+
+    let finished = running.wait(PROCESS_TIMEOUT).expect_code(3);
+
+    assert_eq!(finished.json()["end"], "unavailable");
+    assert!(
+        finished.stderr.contains("could not be reached for"),
+        "stderr does not say why:\n{}",
+        finished.stderr
+    );
+    relay.up();
+    let status = td.status(&emu);
+    assert_eq!(num(&status, "/images/failed"), 0, "status {status}");
+    assert_eq!(num(&status, "/images/new"), 0, "status {status}");
+    td.run(
+        &emu,
+        &[&td.inputs()],
+        &td.out(),
+        &["--api-base", &relay.url()],
+    )
+    .expect_code(0);
     assert_each_uploaded_once(&emu.counters(), &shas);
     assert_outputs_exactly(&td.out(), &expected);
 }

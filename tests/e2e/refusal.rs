@@ -1,5 +1,7 @@
 //! Systemic refusal (credits, quota…): after 3 consecutive create-job refusals with one code the
-//! run stops submitting and exits 3 naming the cause; the images not tried stay `new`.
+//! run stops submitting and exits 3 naming the cause; the images not tried stay `new`. A service
+//! that answers every upload "too many requests" (HTTP 429) while holding none of the run's jobs
+//! is waited for up to `--outage-timeout`, then the run exits 3 the same way.
 
 use eraser_tests::emulator::{Emulator, Knobs, codes};
 
@@ -157,4 +159,36 @@ fn an_address_answering_404_stops_the_run_with_exit_3_and_no_image_failed() {
     let status = td.status(&emu);
     assert_eq!(num(&status, "/images/failed"), 0, "status {status}");
     assert_eq!(num(&status, "/images/new"), IMAGES, "status {status}");
+}
+
+#[test]
+fn uploads_refused_for_the_outage_timeout_with_no_job_held_end_the_run_with_every_image_new() {
+    let emu = emulator(Knobs {
+        p_http_429: 1.0,
+        retry_after_secs: 1,
+        ..Knobs::default()
+    });
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    write_unique(&td, "z", 600, 6, &mut expected);
+
+    let finished = td
+        .run(
+            &emu,
+            &[&td.inputs()],
+            &td.out(),
+            &["-j", "4", "--outage-timeout", "2s"],
+        )
+        .expect_code(3);
+
+    assert_eq!(finished.json()["end"], "unavailable");
+    assert!(
+        finished.stderr.contains("refused every upload for"),
+        "stderr does not say why:\n{}",
+        finished.stderr
+    );
+    assert_eq!(emu.counters().create_jobs, 0);
+    let status = td.status(&emu);
+    assert_eq!(num(&status, "/images/new"), 6, "status {status}");
+    assert_eq!(num(&status, "/images/failed"), 0, "status {status}");
 }

@@ -115,6 +115,10 @@ pub struct RunArgs {
     /// A job resumed from an earlier run gets the whole timeout again in this one.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
     pub job_timeout: Option<Duration>,
+    /// A service that cannot be reached, or that refuses every upload while holding none of
+    /// the run's jobs, for this long ends the run (exit 3; nothing is lost, rerun later).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration_arg)]
+    pub outage_timeout: Duration,
     /// Follow symlinked folders (symlinked files are always followed; loops are detected).
     #[arg(long)]
     pub follow: bool,
@@ -284,7 +288,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// A duration that must be above zero (`--job-timeout`).
+/// A duration that must be above zero (`--job-timeout`, `--outage-timeout`).
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
         d if d.is_zero() => Err("the duration must be above zero".into()),
@@ -484,6 +488,24 @@ mod tests {
         assert!(Cli::try_parse_from(["eraser", "run", "-o", "out"]).is_err());
         assert!(Cli::try_parse_from(["eraser", "run", "in"]).is_err());
         assert!(Cli::try_parse_from(["eraser", "run", "in", "-o", "out"]).is_ok());
+    }
+
+    fn outage_timeout_of(extra: &[&str]) -> Result<Duration, clap::Error> {
+        let args = ["eraser", "run", "in", "-o", "out"].iter().chain(extra);
+        match Cli::try_parse_from(args)?.command {
+            Command::Run(run) => Ok(run.outage_timeout),
+            _ => unreachable!("parsed as run"),
+        }
+    }
+
+    #[test]
+    fn the_outage_timeout_is_two_minutes_unless_given() {
+        assert_eq!(outage_timeout_of(&[]).unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            outage_timeout_of(&["--outage-timeout", "1h"]).unwrap(),
+            Duration::from_secs(3600)
+        );
+        assert!(outage_timeout_of(&["--outage-timeout", "0"]).is_err());
     }
 
     #[test]

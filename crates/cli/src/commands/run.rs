@@ -51,6 +51,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyho
         hash_threads: args.hash_threads,
         rate: args.rate,
         job_timeout: cfg.job_timeout.value,
+        outage_timeout: args.outage_timeout,
         follow: args.follow,
         link: args.link,
         overwrite: args.overwrite,

@@ -113,20 +113,27 @@ impl UploadHold {
 }
 
 /// How long something has gone on without a break (the service refusing every upload, or not
-/// reached at all); past [`Patience::LIMIT`] the service counts as unavailable. The client's own
-/// retries of one request would have given up as soon.
-#[derive(Debug, Default)]
+/// reached at all); past the limit (`--outage-timeout`) the service counts as unavailable.
+#[derive(Debug)]
 pub struct Patience {
+    limit: Duration,
     since: Option<Instant>,
 }
 
 impl Patience {
-    pub const LIMIT: Duration = Duration::from_secs(120);
+    pub fn new(limit: Duration) -> Self {
+        Self { limit, since: None }
+    }
+
+    /// How long it may go on.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
 
     /// It happened again at `now`: how long it has lasted, once that reaches the limit.
     pub fn lapsed(&mut self, now: Instant) -> Option<Duration> {
         let lasted = now.saturating_duration_since(*self.since.get_or_insert(now));
-        (lasted >= Self::LIMIT).then_some(lasted)
+        (lasted >= self.limit).then_some(lasted)
     }
 
     /// Whether it is going on (happened, not reset since).
@@ -143,10 +150,14 @@ impl Patience {
 /// How long the service has refused every upload (429) while holding none of this run's jobs.
 /// A refusal while it holds some of the run's jobs is throttling, not absence, and starts the
 /// clock again.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RefusalClock(Patience);
 
 impl RefusalClock {
+    pub fn new(limit: Duration) -> Self {
+        Self(Patience::new(limit))
+    }
+
     /// An upload refused at `now` while the service held `accepted` of the run's jobs: how long
     /// every upload has been refused with none held, once that reaches the patience.
     pub fn refused(&mut self, accepted: usize, now: Instant) -> Option<Duration> {
@@ -230,6 +241,9 @@ impl Hooks {
 mod tests {
     use super::*;
 
+    /// An outage timeout of the tests' own (not the default, so nothing depends on it).
+    const LIMIT: Duration = Duration::from_secs(45);
+
     #[test]
     fn throttling_halves_and_completions_grow_back() {
         let l = Limiter::new(32);
@@ -281,54 +295,48 @@ mod tests {
     #[test]
     fn patience_runs_from_the_first_time_until_a_reset() {
         let start = Instant::now();
-        let mut patience = Patience::default();
+        let mut patience = Patience::new(LIMIT);
         assert!(!patience.running());
         assert_eq!(patience.lapsed(start), None);
         assert!(patience.running());
-        assert_eq!(
-            patience.lapsed(start + Patience::LIMIT),
-            Some(Patience::LIMIT)
-        );
+        assert_eq!(patience.lapsed(start + LIMIT), Some(LIMIT));
         patience.reset();
         assert!(!patience.running());
-        assert_eq!(patience.lapsed(start + Patience::LIMIT * 2), None);
+        assert_eq!(patience.lapsed(start + LIMIT * 2), None);
     }
 
     #[test]
-    fn refusals_with_no_job_at_the_service_end_the_patience_after_two_minutes() {
+    fn refusals_with_no_job_at_the_service_end_the_patience_at_its_limit() {
         let start = Instant::now();
-        let mut clock = RefusalClock::default();
+        let mut clock = RefusalClock::new(LIMIT);
         assert_eq!(clock.refused(0, start), None);
-        let almost = start + Patience::LIMIT - Duration::from_millis(1);
+        let almost = start + LIMIT - Duration::from_millis(1);
         assert_eq!(clock.refused(0, almost), None);
-        let past = start + Patience::LIMIT + Duration::from_secs(1);
-        assert_eq!(
-            clock.refused(0, past),
-            Some(Patience::LIMIT + Duration::from_secs(1))
-        );
+        let past = start + LIMIT + Duration::from_secs(1);
+        assert_eq!(clock.refused(0, past), Some(LIMIT + Duration::from_secs(1)));
     }
 
     #[test]
     fn an_accepted_upload_starts_the_patience_again() {
         let start = Instant::now();
-        let mut clock = RefusalClock::default();
+        let mut clock = RefusalClock::new(LIMIT);
         clock.refused(0, start);
         clock.accepted();
-        let later = start + Patience::LIMIT;
+        let later = start + LIMIT;
         assert_eq!(
             clock.refused(0, later),
             None,
             "the clock starts at this refusal"
         );
-        assert!(clock.refused(0, later + Patience::LIMIT).is_some());
+        assert!(clock.refused(0, later + LIMIT).is_some());
     }
 
     #[test]
     fn a_refusal_while_the_service_holds_jobs_of_the_run_is_throttling_not_absence() {
         let start = Instant::now();
-        let mut clock = RefusalClock::default();
+        let mut clock = RefusalClock::new(LIMIT);
         clock.refused(0, start);
-        let later = start + Patience::LIMIT;
+        let later = start + LIMIT;
         assert_eq!(clock.refused(2, later), None);
         assert_eq!(clock.refused(0, later), None, "held jobs reset the clock");
     }

@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 
 pub use limits::Hooks;
 
+use crate::cli::format_duration;
 use crate::progress::{Counters, Progress};
 use crate::summary::{FailureCount, Summary};
 
@@ -59,6 +60,8 @@ pub struct Options {
     pub rate: Option<f64>,
     /// A job still unfinished after this is failed (retryable).
     pub job_timeout: Duration,
+    /// A service not reached, or refusing every upload, for this long ends the run.
+    pub outage_timeout: Duration,
     /// Follow symlinked directories.
     pub follow: bool,
     /// Hard-link duplicate outputs instead of copying.
@@ -238,7 +241,7 @@ pub async fn run(
         unanswered: 0,
         unwritable: 0,
         unanswered_uploads: Vec::new(),
-        unreached: limits::Patience::default(),
+        unreached: limits::Patience::new(opts.outage_timeout),
         ever_answered: false,
         end: None,
         run_failures: BTreeMap::new(),
@@ -246,7 +249,7 @@ pub async fn run(
         exhausted: false,
         rehashed: HashSet::new(),
         hold: None,
-        refused: limits::RefusalClock::default(),
+        refused: limits::RefusalClock::new(opts.outage_timeout),
     };
 
     let mut scan_errors = Vec::new();
@@ -1097,8 +1100,9 @@ impl Coordinator {
         }
         if !self.unreached.running() && self.end.is_none() {
             tracing::warn!(
-                "the service cannot be reached ({e}); waiting up to {}s for it to come back",
-                limits::Patience::LIMIT.as_secs()
+                "the service cannot be reached ({e}); waiting up to {} for it to come back \
+                 (--outage-timeout)",
+                format_duration(self.unreached.limit())
             );
         }
         let Some(lasted) = self.unreached.lapsed(Instant::now()) else {
