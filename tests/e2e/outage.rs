@@ -171,8 +171,18 @@ fn relayed(emu: &Emulator) -> Relay {
     Relay::start(api)
 }
 
-#[test]
-fn a_service_that_cannot_be_connected_to_for_a_few_seconds_does_not_stop_the_run() {
+/// A run of `images` 3-s jobs through a [`Relay`], `-j images` and `extra`, whose relay goes
+/// down once eraser has recorded every job.
+struct CutOff {
+    emu: Emulator,
+    relay: Relay,
+    td: TestDir,
+    expected: Expected,
+    shas: Vec<String>,
+    running: Running,
+}
+
+fn cut_off_once_accepted(images: u64, extra: &[&str]) -> CutOff {
     let emu = emulator(Knobs {
         processing_time: Duration::from_secs(3),
         ..Knobs::default()
@@ -180,59 +190,53 @@ fn a_service_that_cannot_be_connected_to_for_a_few_seconds_does_not_stop_the_run
     let relay = relayed(&emu);
     let td = TestDir::new();
     let mut expected = Expected::new();
-    let shas = write_unique(&td, "b", 900, 8, &mut expected);
-    let running = Running::start(&mut td.run_cmd(
-        &emu,
-        &[&td.inputs()],
-        &td.out(),
-        &["-j", "8", "--api-base", &relay.url()],
-    ));
+    let shas = write_unique(&td, "c", 900, images, &mut expected);
+    let (jobs, url) = (images.to_string(), relay.url());
+    let mut args = vec!["-j", &jobs, "--api-base", &url];
+    args.extend_from_slice(extra);
+    let running = Running::start(&mut td.run_cmd(&emu, &[&td.inputs()], &td.out(), &args));
     wait_for("every job accepted", PROCESS_TIMEOUT, || {
-        emu.counters().create_jobs >= 8
+        emu.counters().create_jobs >= images
+    });
+    // Accepted is not yet known to eraser: a reply cut by the relay would leave an image whose
+    // job the service created as `new` (the case no client can settle without an idempotency
+    // key), and the rerun would upload it again.
+    wait_for("every job id in the ledger", PROCESS_TIMEOUT, || {
+        let status = td.status(&emu);
+        num(&status, "/images/processing") + num(&status, "/images/done") >= images
     });
     relay.down();
-    std::thread::sleep(Duration::from_secs(8));
-    relay.up();
+    CutOff {
+        emu,
+        relay,
+        td,
+        expected,
+        shas,
+        running,
+    }
+}
 
-    let summary = running.wait(PROCESS_TIMEOUT).expect_code(0).json();
+#[test]
+fn a_service_that_cannot_be_connected_to_for_a_few_seconds_does_not_stop_the_run() {
+    let run = cut_off_once_accepted(8, &[]);
+    std::thread::sleep(Duration::from_secs(8));
+    run.relay.up();
+
+    let summary = run.running.wait(PROCESS_TIMEOUT).expect_code(0).json();
 
     assert!(
         num(&summary, "/retries") > 0,
         "the outage was felt: {summary}"
     );
-    assert_each_uploaded_once(&emu.counters(), &shas);
-    assert_outputs_exactly(&td.out(), &expected);
+    assert_each_uploaded_once(&run.emu.counters(), &run.shas);
+    assert_outputs_exactly(&run.td.out(), &run.expected);
 }
 
 #[test]
 fn a_service_out_of_reach_for_the_outage_timeout_ends_the_run_and_the_rerun_pays_nothing_twice() {
-    let emu = emulator(Knobs {
-        processing_time: Duration::from_secs(3),
-        ..Knobs::default()
-    });
-    let relay = relayed(&emu);
-    let td = TestDir::new();
-    let mut expected = Expected::new();
-    let shas = write_unique(&td, "t", 900, 6, &mut expected);
-    let running = Running::start(&mut td.run_cmd(
-        &emu,
-        &[&td.inputs()],
-        &td.out(),
-        &[
-            "-j",
-            "6",
-            "--outage-timeout",
-            "2s",
-            "--api-base",
-            &relay.url(),
-        ],
-    ));
-    wait_for("every job accepted", PROCESS_TIMEOUT, || {
-        emu.counters().create_jobs >= 6
-    });
-    relay.down();
+    let run = cut_off_once_accepted(6, &["--outage-timeout", "2s"]);
 
-    let finished = running.wait(PROCESS_TIMEOUT).expect_code(3);
+    let finished = run.running.wait(PROCESS_TIMEOUT).expect_code(3);
 
     assert_eq!(finished.json()["end"], "unavailable");
     assert!(
@@ -240,17 +244,18 @@ fn a_service_out_of_reach_for_the_outage_timeout_ends_the_run_and_the_rerun_pays
         "stderr does not say why:\n{}",
         finished.stderr
     );
-    relay.up();
-    let status = td.status(&emu);
+    run.relay.up();
+    let (emu, td) = (&run.emu, &run.td);
+    let status = td.status(emu);
     assert_eq!(num(&status, "/images/failed"), 0, "status {status}");
     assert_eq!(num(&status, "/images/new"), 0, "status {status}");
     td.run(
-        &emu,
+        emu,
         &[&td.inputs()],
         &td.out(),
-        &["--api-base", &relay.url()],
+        &["--api-base", &run.relay.url()],
     )
     .expect_code(0);
-    assert_each_uploaded_once(&emu.counters(), &shas);
-    assert_outputs_exactly(&td.out(), &expected);
+    assert_each_uploaded_once(&emu.counters(), &run.shas);
+    assert_outputs_exactly(&td.out(), &run.expected);
 }

@@ -155,10 +155,15 @@ fn an_address_answering_404_stops_the_run_with_exit_3_and_no_image_failed() {
         "stderr does not name the status:\n{}",
         finished.stderr
     );
+    assert_nothing_accepted_and_every_image_new(&emu, &td, IMAGES);
+}
+
+/// The service took no job, and the ledger holds every image as `new`, none failed.
+fn assert_nothing_accepted_and_every_image_new(emu: &Emulator, td: &TestDir, images: u64) {
     assert_eq!(emu.counters().create_jobs, 0);
-    let status = td.status(&emu);
+    let status = td.status(emu);
     assert_eq!(num(&status, "/images/failed"), 0, "status {status}");
-    assert_eq!(num(&status, "/images/new"), IMAGES, "status {status}");
+    assert_eq!(num(&status, "/images/new"), images, "status {status}");
 }
 
 #[test]
@@ -187,8 +192,5 @@ fn uploads_refused_for_the_outage_timeout_with_no_job_held_end_the_run_with_ever
         "stderr does not say why:\n{}",
         finished.stderr
     );
-    assert_eq!(emu.counters().create_jobs, 0);
-    let status = td.status(&emu);
-    assert_eq!(num(&status, "/images/new"), 6, "status {status}");
-    assert_eq!(num(&status, "/images/failed"), 0, "status {status}");
+    assert_nothing_accepted_and_every_image_new(&emu, &td, 6);
 }
