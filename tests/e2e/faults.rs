@@ -204,3 +204,43 @@ fn a_refused_upload_does_not_wait_out_retry_after_when_a_job_of_the_run_finishes
         .collect();
     assert_eq!(attempts, [1, 1, 1, 1], "{listed:?}");
 }
+
+/// A reply lost after the service made the job: the image is sent again and the run still ends
+/// complete, and every job the service made that eraser never heard of is reported, in the
+/// summary and on its image in the ledger.
+#[test]
+fn replies_lost_after_the_job_was_made_are_counted_as_repeat_uploads() {
+    let emu = emulator(Knobs {
+        p_lose_reply: 0.4,
+        seed: 41,
+        ..Knobs::default()
+    });
+    let td = TestDir::new();
+    let mut expected = Expected::new();
+    write_unique(&td, "l", 700, IMAGES, &mut expected);
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &["-j", "8"])
+        .expect_code(0)
+        .json();
+
+    let counters = emu.counters();
+    assert!(counters.replies_lost > 0, "no reply was lost: {counters:?}");
+    assert_eq!(counters.create_jobs, IMAGES + counters.replies_lost);
+    assert_eq!(
+        num(&summary, "/repeat_uploads"),
+        counters.replies_lost,
+        "summary {summary}"
+    );
+    let listed = td.ledger_cmd(&emu, &["list", "--json"]).expect_code(0);
+    let in_ledger: u64 = listed
+        .stdout
+        .lines()
+        .map(|line| {
+            let image: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            image["repeat_uploads"].as_u64().expect("repeat_uploads")
+        })
+        .sum();
+    assert_eq!(in_ledger, counters.replies_lost, "{}", listed.stdout);
+    assert_outputs_exactly(&td.out(), &expected);
+}

@@ -413,6 +413,7 @@ impl Client {
                 url: display_url(url),
                 timeout,
                 connect: err.is_connect(),
+                delivered: false,
             };
         }
         if let Some(refused) = find_cause::<RefusedRedirect>(err) {
@@ -438,6 +439,7 @@ impl Client {
             url: display_url(url),
             detail: crate::error::root_cause(err),
             connect: err.is_connect(),
+            delivered: false,
         }
     }
 }

@@ -5,11 +5,13 @@
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::Stream;
+use reqwest::Url;
 use reqwest::multipart::{Form, Part};
 use sha2::{Digest, Sha256};
 use tokio::fs::File;
@@ -34,7 +36,24 @@ const CHUNK: usize = 64 * 1024;
 /// Bytes needed to recognise every supported format.
 const HEAD: usize = 12;
 
+/// One create-job call with its retries ([`Client::submit`]).
+#[derive(Debug)]
+pub struct Submitted {
+    /// The job the service created, or why there is none.
+    pub result: Result<JobId>,
+    /// Attempts that went out whole and got no answer ([`Error::maybe_delivered`]): each may
+    /// have created a job, and a charge, besides the one returned (the service offers no way
+    /// to ask). Counted so the caller can say so; an attempt cut before its last byte, or that
+    /// never connected, cannot have created anything and is not counted.
+    pub lost_replies: u32,
+}
+
 impl Client {
+    /// [`Client::submit`], for callers that need only the outcome.
+    pub async fn create_job(&self, job: &CreateJob<'_>) -> Result<JobId> {
+        self.submit(job).await.result
+    }
+
     /// Uploads one image and returns the job the service created for it.
     ///
     /// The file is checked before anything is sent: a regular file, not empty, at most
@@ -44,37 +63,67 @@ impl Client {
     /// chunk ([`Error::InputChanged`]). Each retry reopens the file. With
     /// [`ClientBuilder::throttled_uploads_to_caller`](crate::ClientBuilder::throttled_uploads_to_caller),
     /// a 429 is returned at once (its `Retry-After` in [`Error::retry_after`]).
-    pub async fn create_job(&self, job: &CreateJob<'_>) -> Result<JobId> {
+    ///
+    /// A reply lost after the whole image had gone out is retried like any other unanswered
+    /// request, and counted in [`Submitted::lost_replies`].
+    pub async fn submit(&self, job: &CreateJob<'_>) -> Submitted {
         let url = self.endpoint(&CREATE_JOB_PATH);
+        let lost = AtomicU32::new(0);
         let hand_back =
             |e: &Error| self.throttled_uploads_to_caller() && e.http_status() == Some(429);
-        self.with_retry_unless("create-job", hand_back, || async {
-            let upload = Upload::open(job, self.inner.settings.max_upload_bytes).await?;
-            let failure = Arc::clone(&upload.failure);
-            let part =
-                Part::stream_with_length(reqwest::Body::wrap_stream(upload.stream), upload.size)
-                    .file_name(upload.file_name)
-                    .mime_str(upload.format.mime())
-                    .map_err(|e| Error::Config {
-                        reason: format!("bad part content type: {e}"),
-                    })?;
-            let form = Form::new().part(FILE_FIELD, part);
-            let sent = self
-                .inner
-                .api
-                .post(url.clone())
-                .multipart(form)
-                .send()
-                .await;
-            // The stream's own verdict wins: a changed file is never reported as a network error.
-            if let Some(err) = take_failure(&failure, job.path) {
-                return Err(err);
+        let result = self
+            .with_retry_unless("create-job", hand_back, || async {
+                let outcome = self.attempt_create_job(job, &url).await;
+                if let Err(e) = &outcome
+                    && e.maybe_delivered()
+                {
+                    lost.fetch_add(1, Ordering::Relaxed);
+                }
+                outcome
+            })
+            .await;
+        Submitted {
+            result,
+            lost_replies: lost.into_inner(),
+        }
+    }
+
+    /// One create-job request; a connection failure or timeout once the last byte of the image
+    /// had gone out is [`Error::maybe_delivered`].
+    async fn attempt_create_job(&self, job: &CreateJob<'_>, url: &Url) -> Result<JobId> {
+        let upload = Upload::open(job, self.inner.settings.max_upload_bytes).await?;
+        let failure = Arc::clone(&upload.failure);
+        let delivered = Arc::clone(&upload.delivered);
+        let part = Part::stream_with_length(reqwest::Body::wrap_stream(upload.stream), upload.size)
+            .file_name(upload.file_name)
+            .mime_str(upload.format.mime())
+            .map_err(|e| Error::Config {
+                reason: format!("bad part content type: {e}"),
+            })?;
+        let form = Form::new().part(FILE_FIELD, part);
+        let sent = self
+            .inner
+            .api
+            .post(url.clone())
+            .multipart(form)
+            .send()
+            .await;
+        // The stream's own verdict wins: a changed file is never reported as a network error.
+        if let Some(err) = take_failure(&failure, job.path) {
+            return Err(err);
+        }
+        let answer = match sent {
+            Ok(response) => self.read_answer(response).await,
+            Err(e) => Err(self.transport_error(&e, url)),
+        };
+        let answer = answer.map_err(|e| {
+            if delivered.load(Ordering::Acquire) {
+                e.after_delivery()
+            } else {
+                e
             }
-            let response = sent.map_err(|e| self.transport_error(&e, &url))?;
-            let answer = self.read_answer(response).await?;
-            job_id_of(answer, self.secret())
-        })
-        .await
+        })?;
+        job_id_of(answer, self.secret())
     }
 }
 
@@ -125,6 +174,8 @@ struct Upload {
     file_name: String,
     format: ImageFormat,
     failure: FailureSlot,
+    /// Set once the stream has handed over its last byte.
+    delivered: Arc<AtomicBool>,
 }
 
 impl Upload {
@@ -164,7 +215,9 @@ impl Upload {
         file.seek(io::SeekFrom::Start(0)).await.map_err(io_err)?;
 
         let failure = FailureSlot::default();
-        let stream = CheckedFileStream::new(file, size, job.expected_sha256, Arc::clone(&failure));
+        let delivered = Arc::new(AtomicBool::new(false));
+        let stream = CheckedFileStream::new(file, size, job.expected_sha256, Arc::clone(&failure))
+            .telling_when_done(Arc::clone(&delivered));
         let file_name = match job.file_name {
             Some(name) => part_file_name(name),
             None => default_file_name(path, format),
@@ -175,6 +228,7 @@ impl Upload {
             file_name,
             format,
             failure,
+            delivered,
         })
     }
 }
@@ -213,6 +267,8 @@ struct CheckedFileStream {
     check: Option<(Sha256, [u8; 32])>,
     failure: FailureSlot,
     finished: bool,
+    /// Set when the last chunk is handed over.
+    done: Option<Arc<AtomicBool>>,
 }
 
 impl CheckedFileStream {
@@ -224,7 +280,14 @@ impl CheckedFileStream {
             check: expected.map(|digest| (Sha256::new(), digest)),
             failure,
             finished: false,
+            done: None,
         }
+    }
+
+    /// Sets `flag` when the last chunk goes out.
+    fn telling_when_done(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.done = Some(flag);
+        self
     }
 
     fn fail(&mut self, failure: StreamFailure, message: &'static str) -> io::Error {
@@ -269,6 +332,11 @@ impl Stream for CheckedFileStream {
                         "the input changed since it was hashed",
                     );
                     return Poll::Ready(Some(Err(err)));
+                }
+                if this.sent >= this.size
+                    && let Some(done) = &this.done
+                {
+                    done.store(true, Ordering::Release);
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }

@@ -13,19 +13,23 @@ use std::time::Duration;
 pub enum Error {
     /// The connection could not be made or broke (refused, reset, DNS, TLS, dropped mid-answer).
     /// `connect`: it failed while connecting, so nothing of the request was sent.
+    /// `delivered`: the whole request had gone out (tracked for create-job only).
     #[error("network error talking to {url}: {detail}")]
     Transport {
         url: String,
         detail: String,
         connect: bool,
+        delivered: bool,
     },
     /// No complete answer within the request timeout (connect included). `connect`: the
-    /// connection was never made, so nothing of the request was sent.
+    /// connection was never made, so nothing of the request was sent. `delivered`: the whole
+    /// request had gone out (tracked for create-job only).
     #[error("{url} did not answer within {} s", timeout.as_secs_f64())]
     Timeout {
         url: String,
         timeout: Duration,
         connect: bool,
+        delivered: bool,
     },
     /// HTTP status outside 2xx (and not a failure envelope from the service).
     #[error("{}", http_sentence(*status, *retry_after))]
@@ -103,6 +107,41 @@ impl Error {
             self,
             Self::Transport { connect: true, .. } | Self::Timeout { connect: true, .. }
         )
+    }
+
+    /// The whole request had gone out and no answer came back (connection cut, timeout): the
+    /// service may have acted on it. For create-job, a job may exist and be charged for, and
+    /// sending the image again may pay for it twice.
+    pub fn maybe_delivered(&self) -> bool {
+        matches!(
+            self,
+            Self::Transport {
+                delivered: true,
+                ..
+            } | Self::Timeout {
+                delivered: true,
+                ..
+            }
+        )
+    }
+
+    /// Marks a connection failure or timeout of a request that had gone out whole as
+    /// [`maybe_delivered`](Self::maybe_delivered); other errors are returned unchanged.
+    pub(crate) fn after_delivery(mut self) -> Self {
+        if let Self::Transport {
+            connect: false,
+            delivered,
+            ..
+        }
+        | Self::Timeout {
+            connect: false,
+            delivered,
+            ..
+        } = &mut self
+        {
+            *delivered = true;
+        }
+        self
     }
 
     /// The server's `Retry-After`, when it gave one.
@@ -233,6 +272,37 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_request_that_reached_the_service_and_lost_its_answer_may_have_been_delivered() {
+        let cut = Error::Transport {
+            url: "u".into(),
+            detail: "connection reset".into(),
+            connect: false,
+            delivered: false,
+        };
+        assert!(!cut.maybe_delivered(), "not before the caller says so");
+        assert!(cut.after_delivery().maybe_delivered());
+        let timed_out = Error::Timeout {
+            url: "u".into(),
+            timeout: Duration::from_secs(1),
+            connect: false,
+            delivered: false,
+        };
+        assert!(timed_out.after_delivery().maybe_delivered());
+        let refused = Error::Transport {
+            url: "u".into(),
+            detail: "connection refused".into(),
+            connect: true,
+            delivered: false,
+        };
+        assert!(!refused.after_delivery().maybe_delivered());
+        let answered = Error::Http {
+            status: 500,
+            retry_after: None,
+        };
+        assert!(!answered.after_delivery().maybe_delivered());
+    }
 
     #[test]
     fn server_errors_and_throttling_are_retryable_other_client_errors_are_not() {

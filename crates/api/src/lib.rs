@@ -76,6 +76,7 @@ pub use client::{
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_ORIGIN, DEFAULT_REFERER,
     DEFAULT_REQUEST_TIMEOUT, Downloaded,
 };
+pub use create_job::Submitted;
 pub use error::Error;
 pub use format::ImageFormat;
 pub use model::{JobDone, JobId, JobState};

@@ -22,7 +22,8 @@ pub struct Summary {
     pub hashed: u64,
     /// create-job requests that created a job.
     pub uploads: u64,
-    /// Uploads repeated because a dead run's claim was taken back.
+    /// Uploads that may have been paid for on top of the job kept: a dead run's claim taken
+    /// back, or a reply lost after the whole image had gone out (the image was sent again).
     pub repeat_uploads: u64,
     /// Jobs resumed from the ledger (polled, not uploaded).
     pub resumed: u64,

@@ -319,6 +319,23 @@ impl Ledger {
             .await
     }
 
+    /// Counts `n` uploads of the image that may have created a job eraser never heard of (the
+    /// reply lost after the whole image had gone out) in its `repeat_uploads`, whatever its status.
+    pub async fn note_repeat_uploads(&self, sha: &Sha256, n: u32) -> Result<()> {
+        let (key, now) = (&sha.0[..], now_text());
+        sqlx::query!(
+            "update images set repeat_uploads = repeat_uploads + ?1, updated_at = ?2
+             where sha256 = ?3",
+            n,
+            now,
+            key
+        )
+        .execute(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
     /// `uploading` images claimed by dead runs (same host and pid gone, or heartbeat older than
     /// `stale_after`) go back to `new`, counted in `repeat_uploads`. Live runs' claims are untouched.
     /// Claims whose run is no longer registered are taken back too. Returns how many were reclaimed.

@@ -312,7 +312,8 @@ pub struct ImageRow {
     pub output_sha256: Option<Sha256>,
     pub output_size: Option<u64>,
     pub attempts: u32,
-    /// How many times a claim was taken back from a dead run (possible repeat uploads).
+    /// Uploads that may have been paid for besides the job the image holds: claims taken back
+    /// from dead runs, and uploads whose reply was lost after the whole image had gone out.
     pub repeat_uploads: u32,
     pub error_code: Option<i64>,
     pub error_message: Option<String>,

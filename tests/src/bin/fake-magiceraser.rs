@@ -37,6 +37,9 @@ struct Args {
     /// Probability an API connection is closed without a response.
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     p_drop: f64,
+    /// Probability a create-job creates its job, then closes the connection without answering.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    p_lose_reply: f64,
     /// Probability of HTTP 200 with a non-JSON body.
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     p_garbage: f64,
@@ -77,6 +80,7 @@ impl Args {
             p_http_429: self.p_429,
             retry_after_secs: self.retry_after,
             p_drop: self.p_drop,
+            p_lose_reply: self.p_lose_reply,
             p_garbage: self.p_garbage,
             p_job_fail: self.p_job_fail,
             job_fail_code: self.job_fail_code,

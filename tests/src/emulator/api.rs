@@ -92,7 +92,8 @@ fn has_value(headers: &HeaderMap, name: &str) -> bool {
 
 /// `POST create-job`: reads the whole body, then, in this order: a random fault, the HTML
 /// hostile page, missing product headers (400), missing file field (400), non-image (400),
-/// `refuse_code` (200 with that code), the in-flight limit (429), else a new job (200).
+/// `refuse_code` (200 with that code), the in-flight limit (429), else a new job (200), whose
+/// reply `p_lose_reply` may drop.
 async fn create_job(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(conn): ConnectInfo<ConnHandle>,
@@ -226,6 +227,13 @@ async fn create_job(
     state.add_job(job_id.clone(), job);
     record.job_id = Some(job_id.clone());
     state.uploads.push(record);
+    // Drawn only when asked for, so the other knobs' seeded draws stay as they were.
+    if knobs.p_lose_reply > 0.0 && state.rng.f64() < knobs.p_lose_reply {
+        state.counters.replies_lost += 1;
+        state.counters.faults_injected += 1;
+        drop(state);
+        return faults::api_fault_response(faults::ApiFault::Drop, knobs.retry_after_secs, &conn);
+    }
     drop(state);
 
     let body = wire::to_json(codes::OK, wire::Created { job_id }, wire::MSG_CREATED);

@@ -64,8 +64,11 @@ pub struct Knobs {
     pub p_http_429: f64,
     /// Value of `Retry-After` on 429 (default 1).
     pub retry_after_secs: u64,
-    /// Probability the connection is closed without a response.
+    /// Probability the connection is closed without a response (no job created).
     pub p_drop: f64,
+    /// Probability a create-job creates its job and then closes the connection without
+    /// answering: the reply lost on the way, which a client cannot tell from `p_drop`.
+    pub p_lose_reply: f64,
     /// Probability of HTTP 200 with a non-JSON body.
     pub p_garbage: f64,
     /// Probability a job ends (at get-job) with `job_fail_code` instead of done; drawn once per
@@ -100,6 +103,7 @@ impl Default for Knobs {
             p_http_429: 0.0,
             retry_after_secs: 1,
             p_drop: 0.0,
+            p_lose_reply: 0.0,
             p_garbage: 0.0,
             p_job_fail: 0.0,
             job_fail_code: wire::codes::JOB_FAILED,
@@ -169,6 +173,9 @@ pub struct Counters {
     pub rejected: u64,
     /// create-jobs answered 429 because `max_in_flight` jobs were processing.
     pub throttled: u64,
+    /// Jobs created whose reply was never sent (`p_lose_reply`): each a job the client paid
+    /// for without knowing it.
+    pub replies_lost: u64,
     /// Highest number of jobs in processing at once.
     pub max_in_flight_seen: u64,
     /// Headers of every API request (lower-case names), in order.

@@ -221,8 +221,8 @@ fn two_attempts() -> eraser_api::RetryPolicy {
     }
 }
 
-#[tokio::test]
-async fn a_refused_connection_says_the_service_was_not_reached() {
+/// A client of a port nothing listens on (two attempts), and an input for it.
+async fn client_of_a_closed_port() -> (Client, TempDir, PathBuf) {
     let em = emulator(Knobs::default()).await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
@@ -234,11 +234,49 @@ async fn a_refused_connection_says_the_service_was_not_reached() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = write_input(dir.path(), "in.jpg", &sample_jpeg(21));
+    (client, dir, path)
+}
+
+#[tokio::test]
+async fn a_refused_connection_says_the_service_was_not_reached() {
+    let (client, _dir, path) = client_of_a_closed_port().await;
 
     let err = client.create_job(&job(&path)).await.unwrap_err();
 
     assert!(err.is_unreached(), "{err:?}");
     assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn an_upload_that_could_not_connect_counts_no_lost_reply() {
+    let (client, _dir, path) = client_of_a_closed_port().await;
+
+    let submitted = client.submit(&job(&path)).await;
+
+    let err = submitted.result.unwrap_err();
+    assert!(!err.maybe_delivered(), "{err:?}");
+    assert_eq!(submitted.lost_replies, 0);
+}
+
+#[tokio::test]
+async fn a_reply_lost_after_the_job_was_made_is_retried_and_counted_as_a_possible_repeat() {
+    let (em, client, retries, _dir, path) = setup().await;
+    em.set_knobs(Knobs {
+        p_lose_reply: 1.0,
+        ..Knobs::default()
+    });
+
+    let submitted = client.submit(&job(&path)).await;
+
+    submitted.result.unwrap();
+    assert_eq!(submitted.lost_replies, 1);
+    assert_eq!(retries.events().len(), 1);
+    let counters = em.counters();
+    assert_eq!(
+        (counters.create_jobs, counters.replies_lost),
+        (2, 1),
+        "the service made a job of each upload"
+    );
 }
 
 #[tokio::test]

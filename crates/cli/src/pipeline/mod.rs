@@ -709,14 +709,30 @@ impl Coordinator {
                         .map_or("jpg", |f| f.extension());
                     format!("{}.{ext}", claim.sha256)
                 });
-                let result = client
-                    .create_job(&CreateJob {
+                let submitted = client
+                    .submit(&CreateJob {
                         path: &claim.source_path,
                         file_name: name.as_deref(),
                         expected_sha256: Some(claim.sha256.0),
                     })
                     .await;
                 drop(permit);
+                let result = submitted.result;
+                if submitted.lost_replies > 0 {
+                    let n = submitted.lost_replies;
+                    Counters::add(&counters.repeat_uploads, u64::from(n));
+                    tracing::debug!(
+                        "{n} upload(s) of {} went out whole and got no reply: the service may \
+                         have made a job of each",
+                        claim.source_path.display()
+                    );
+                    if let Err(e) = ledger.note_repeat_uploads(&claim.sha256, n).await {
+                        tracing::warn!(
+                            "cannot count a possible repeat upload of {}: {e}",
+                            claim.source_path.display()
+                        );
+                    }
+                }
                 // Recorded here rather than by the coordinator, so a kill finds it recorded
                 // however busy the coordinator is, and its sync to disk holds up no one else.
                 let mut recorded = Ok(());
