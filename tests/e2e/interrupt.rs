@@ -122,7 +122,22 @@ fn rerun_after_sigterm_completes_without_uploading_any_image_twice() {
 
 #[test]
 fn sighup_while_jobs_are_in_flight_stops_gracefully_and_exits_129() {
-    stops_with(libc::SIGHUP, 129);
+    // SIGHUP's default action, whatever the test runner was started with (under `nohup` the
+    // child would inherit it ignored, and eraser rightly keeps it so).
+    let default_hup = |cmd: &mut Command| {
+        // SAFETY: between fork and exec only an async-signal-safe call is made: signal(2).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+    };
+    let (_emu, _td, _expected, _shas, finished) = signalled_run(libc::SIGHUP, default_hup);
+
+    let summary = finished.expect_code(129).json();
+
+    assert_eq!(summary["end"], "interrupted");
 }
 
 #[test]
