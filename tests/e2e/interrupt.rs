@@ -46,6 +46,19 @@ fn signalled_run(
     (emu, td, expected, shas, finished)
 }
 
+/// Starts the command with SIGHUP's disposition set to `disposition` (`SIG_DFL`, `SIG_IGN`).
+fn sighup_starting_as(disposition: libc::sighandler_t) -> impl FnOnce(&mut Command) {
+    move |cmd: &mut Command| {
+        // SAFETY: between fork and exec only an async-signal-safe call is made: signal(2).
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(libc::SIGHUP, disposition);
+                Ok(())
+            });
+        }
+    }
+}
+
 /// Stops a run with `signal`, expects `code`, then reruns it: every output in place and no
 /// image uploaded twice.
 fn rerun_after(signal: libc::c_int, code: i32) {
@@ -124,16 +137,8 @@ fn rerun_after_sigterm_completes_without_uploading_any_image_twice() {
 fn sighup_while_jobs_are_in_flight_stops_gracefully_and_exits_129() {
     // SIGHUP's default action, whatever the test runner was started with (under `nohup` the
     // child would inherit it ignored, and eraser rightly keeps it so).
-    let default_hup = |cmd: &mut Command| {
-        // SAFETY: between fork and exec only an async-signal-safe call is made: signal(2).
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::signal(libc::SIGHUP, libc::SIG_DFL);
-                Ok(())
-            });
-        }
-    };
-    let (_emu, _td, _expected, _shas, finished) = signalled_run(libc::SIGHUP, default_hup);
+    let (_emu, _td, _expected, _shas, finished) =
+        signalled_run(libc::SIGHUP, sighup_starting_as(libc::SIG_DFL));
 
     let summary = finished.expect_code(129).json();
 
@@ -142,16 +147,8 @@ fn sighup_while_jobs_are_in_flight_stops_gracefully_and_exits_129() {
 
 #[test]
 fn a_run_started_with_sighup_ignored_like_nohup_finishes_despite_a_hangup() {
-    let ignore_hup = |cmd: &mut Command| {
-        // SAFETY: between fork and exec only an async-signal-safe call is made: signal(2).
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::signal(libc::SIGHUP, libc::SIG_IGN);
-                Ok(())
-            });
-        }
-    };
-    let (emu, td, expected, shas, finished) = signalled_run(libc::SIGHUP, ignore_hup);
+    let (emu, td, expected, shas, finished) =
+        signalled_run(libc::SIGHUP, sighup_starting_as(libc::SIG_IGN));
 
     let summary = finished.expect_code(0).json();
 
