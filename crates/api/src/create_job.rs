@@ -216,8 +216,13 @@ impl Upload {
 
         let failure = FailureSlot::default();
         let delivered = Arc::new(AtomicBool::new(false));
-        let stream = CheckedFileStream::new(file, size, job.expected_sha256, Arc::clone(&failure))
-            .telling_when_done(Arc::clone(&delivered));
+        let stream = CheckedFileStream::new(
+            file,
+            size,
+            job.expected_sha256,
+            Arc::clone(&failure),
+            Arc::clone(&delivered),
+        );
         let file_name = match job.file_name {
             Some(name) => part_file_name(name),
             None => default_file_name(path, format),
@@ -267,12 +272,19 @@ struct CheckedFileStream {
     check: Option<(Sha256, [u8; 32])>,
     failure: FailureSlot,
     finished: bool,
-    /// Set when the last chunk is handed over.
-    done: Option<Arc<AtomicBool>>,
+    /// Raised when the last chunk is handed over.
+    done: Arc<AtomicBool>,
 }
 
 impl CheckedFileStream {
-    fn new(file: File, size: u64, expected: Option<[u8; 32]>, failure: FailureSlot) -> Self {
+    /// `done` is raised when the last chunk goes out (never when it is withheld).
+    fn new(
+        file: File,
+        size: u64,
+        expected: Option<[u8; 32]>,
+        failure: FailureSlot,
+        done: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             inner: ReaderStream::with_capacity(file.take(size), CHUNK),
             size,
@@ -280,14 +292,8 @@ impl CheckedFileStream {
             check: expected.map(|digest| (Sha256::new(), digest)),
             failure,
             finished: false,
-            done: None,
+            done,
         }
-    }
-
-    /// Sets `flag` when the last chunk goes out.
-    fn telling_when_done(mut self, flag: Arc<AtomicBool>) -> Self {
-        self.done = Some(flag);
-        self
     }
 
     fn fail(&mut self, failure: StreamFailure, message: &'static str) -> io::Error {
@@ -333,10 +339,8 @@ impl Stream for CheckedFileStream {
                     );
                     return Poll::Ready(Some(Err(err)));
                 }
-                if this.sent >= this.size
-                    && let Some(done) = &this.done
-                {
-                    done.store(true, Ordering::Release);
+                if this.sent >= this.size {
+                    this.done.store(true, Ordering::Release);
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
@@ -372,7 +376,13 @@ mod tests {
         tmp.write_all(bytes).unwrap();
         let file = File::open(tmp.path()).await.unwrap();
         let slot = FailureSlot::default();
-        let stream = CheckedFileStream::new(file, bytes.len() as u64, expected, Arc::clone(&slot));
+        let stream = CheckedFileStream::new(
+            file,
+            bytes.len() as u64,
+            expected,
+            Arc::clone(&slot),
+            Arc::default(),
+        );
         (stream, slot, tmp)
     }
 
@@ -412,6 +422,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_last_chunk_going_out_raises_the_done_flag_and_a_withheld_one_does_not() {
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let (whole, _slot, _tmp) = stream_for(&bytes, Some(sha256(&bytes))).await;
+        let done = Arc::clone(&whole.done);
+        drain(whole).await;
+        assert!(done.load(Ordering::Acquire));
+
+        let (changed, _slot, _tmp) = stream_for(&bytes, Some(sha256(b"something else"))).await;
+        let withheld = Arc::clone(&changed.done);
+        drain(changed).await;
+        assert!(!withheld.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
     async fn a_single_chunk_file_that_changed_yields_nothing() {
         let (stream, _slot, _tmp) = stream_for(b"\xFF\xD8\xFFsmall", Some(sha256(b"other"))).await;
         let (yielded, erred) = drain(stream).await;
@@ -426,7 +450,7 @@ mod tests {
         tmp.write_all(&bytes[..600]).unwrap();
         let file = File::open(tmp.path()).await.unwrap();
         let slot = FailureSlot::default();
-        let stream = CheckedFileStream::new(file, 1000, None, Arc::clone(&slot));
+        let stream = CheckedFileStream::new(file, 1000, None, Arc::clone(&slot), Arc::default());
         let (yielded, erred) = drain(stream).await;
         assert!(erred);
         assert_eq!(yielded.len(), 600);

@@ -125,11 +125,6 @@ impl Patience {
         Self { limit, since: None }
     }
 
-    /// How long it may go on.
-    pub fn limit(&self) -> Duration {
-        self.limit
-    }
-
     /// It happened again at `now`: how long it has lasted, once that reaches the limit.
     pub fn lapsed(&mut self, now: Instant) -> Option<Duration> {
         let lasted = now.saturating_duration_since(*self.since.get_or_insert(now));

@@ -1118,7 +1118,7 @@ impl Coordinator {
             tracing::warn!(
                 "the service cannot be reached ({e}); waiting up to {} for it to come back \
                  (--outage-timeout)",
-                format_duration(self.unreached.limit())
+                format_duration(self.opts.outage_timeout)
             );
         }
         let Some(lasted) = self.unreached.lapsed(Instant::now()) else {
