@@ -50,6 +50,41 @@ fn a_run_after_a_dry_run_uploads_every_image_it_recorded() {
 }
 
 #[test]
+fn a_rescan_that_changed_nothing_reports_what_the_first_run_counted() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    three_recorded(&td, &emu);
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &["--dry-run"])
+        .expect_code(0)
+        .json();
+
+    assert_eq!(num(&summary, "/inputs"), 3);
+    assert_eq!(num(&summary, "/unique_images"), 3);
+    assert_eq!(num(&summary, "/would_upload"), 3);
+}
+
+#[test]
+fn a_copy_added_since_the_last_run_is_counted_as_a_duplicate() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let expected = three_recorded(&td, &emu);
+    let original = input_of(&td, expected.keys().next().expect("an image"));
+    std::fs::copy(&original, td.inputs().join("a").join("copy.jpg")).expect("copy an input");
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &["--dry-run"])
+        .expect_code(0)
+        .json();
+
+    assert_eq!(num(&summary, "/inputs"), 4);
+    assert_eq!(num(&summary, "/unique_images"), 3);
+    assert_eq!(num(&summary, "/duplicates_saved"), 1);
+    assert_eq!(num(&summary, "/would_upload"), 3);
+}
+
+#[test]
 fn a_file_deleted_since_the_last_run_is_not_uploaded_counted_or_placed() {
     let emu = emulator(Knobs::default());
     let td = TestDir::new();

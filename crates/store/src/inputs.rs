@@ -357,10 +357,12 @@ async fn write_inputs(
     .await?
     .rows_affected();
     let new_inputs = to_i64(new_inputs);
+    // New inputs also change the counts of the runs walking their folders (`changes`).
     sqlx::query!(
         "update tallies
-         set n = n + case name when 'inputs' then ?1 when 'inputs_done' then ?2 else ?3 end
-         where name in ('inputs', 'inputs_done', 'inputs_failed') and ?1 > 0",
+         set n = n + case name when 'inputs' then ?1 when 'inputs_done' then ?2
+                               when 'inputs_failed' then ?3 else 1 end
+         where name in ('inputs', 'inputs_done', 'inputs_failed', 'changes') and ?1 > 0",
         new_inputs,
         to_done,
         to_failed

@@ -368,7 +368,7 @@ pub struct InFlight {
 }
 
 /// Images by status, from the maintained counts table (no scan).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusCounts {
     pub total: u64,
     pub new: u64,
@@ -407,11 +407,19 @@ pub struct CreditsUsed {
 }
 
 /// Progress of one run: its images (those with an input seen by the run) by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunProgress {
     pub images: StatusCounts,
     /// Inputs seen by the run.
     pub inputs: u64,
+}
+
+/// A run's progress at its end, and whether it was a count kept by an earlier run over the
+/// same folders in the same ledger state (see [`crate::Ledger::end_progress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndProgress {
+    pub progress: RunProgress,
+    pub reused: bool,
 }
 
 /// What `check_consistency` found (for tests and `eraser ledger verify`).

@@ -6,6 +6,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
+use sqlx::SqliteConnection;
 
 use crate::ledger::{path_bytes, to_u64};
 use crate::rows::{RawImage, RawInput, RawInputState};
@@ -228,67 +229,10 @@ impl Ledger {
 
     /// The run's images (distinct contents among its inputs) by status, and its inputs.
     pub async fn run_progress(&self, run: RunId) -> Result<RunProgress> {
-        // One pass over the run's inputs; their images made distinct by sorting (cheaper than
-        // a distinct count per status, each of which fills its own temporary index).
-        let by_status = sqlx::query!(
-            r#"with members (image_id) as (
-                   select p.image_id from run_inputs as ri
-                   join inputs as p on p.path = ri.path where ri.run = ?1
-                   union all
-                   select p.image_id from run_roots as w
-                   join inputs as p on p.path > w.lo and p.path < w.hi
-                   where w.run = ?1 and p.missing is null)
-               select count(*) filter (where i.status = 'new') as "new!: i64",
-                      count(*) filter (where i.status = 'uploading') as "uploading!: i64",
-                      count(*) filter (where i.status = 'processing') as "processing!: i64",
-                      count(*) filter (where i.status = 'done') as "done!: i64",
-                      count(*) filter (where i.status = 'failed') as "failed!: i64"
-               from (select image_id from members group by image_id) as m
-               join images as i on i.id = m.image_id"#,
-            run.0
-        )
-        .fetch_one(&self.read)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        // Counted from indexes alone: the recorded inputs, and under each walked folder the
-        // present inputs (all less the missing ones) less those recorded.
-        let inputs = sqlx::query_scalar!(
-            r#"select (select count(*) from run_inputs where run = ?1)
-                    + coalesce((select sum(
-                          (select count(*) from inputs as p where p.path > w.lo and p.path < w.hi)
-                        - (select count(*) from inputs as p
-                           where p.path > w.lo and p.path < w.hi and p.missing is not null)
-                        - (select count(*) from run_inputs as ri join inputs as p on p.path = ri.path
-                           where ri.run = ?1 and ri.path > w.lo and ri.path < w.hi
-                             and p.missing is null))
-                       from run_roots as w where w.run = ?1), 0)
-                      as "all!: i64""#,
-            run.0
-        )
-        .fetch_one(&self.read)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        let images = StatusCounts {
-            new: to_u64(by_status.new),
-            uploading: to_u64(by_status.uploading),
-            processing: to_u64(by_status.processing),
-            done: to_u64(by_status.done),
-            failed: to_u64(by_status.failed),
-            total: [
-                by_status.new,
-                by_status.uploading,
-                by_status.processing,
-                by_status.done,
-                by_status.failed,
-            ]
-            .into_iter()
-            .map(to_u64)
-            .sum(),
-        };
-        Ok(RunProgress {
-            images,
-            inputs: to_u64(inputs),
-        })
+        let mut conn = self.read.acquire().await.map_err(|e| self.db_err(e))?;
+        count_run_progress(&mut conn, run)
+            .await
+            .map_err(|e| self.db_err(e))
     }
 
     /// How many inputs of `run` have their output recorded in the run's OUT (one placement
@@ -576,4 +520,70 @@ impl Tallies {
             rejected: to_u64(self.get("rejected_error")),
         }
     }
+}
+
+/// [`Ledger::run_progress`] on `conn` (inside a transaction, at its snapshot).
+pub(crate) async fn count_run_progress(
+    conn: &mut SqliteConnection,
+    run: RunId,
+) -> sqlx::Result<RunProgress> {
+    // One pass over the run's inputs; their images made distinct by sorting (cheaper than
+    // a distinct count per status, each of which fills its own temporary index).
+    let by_status = sqlx::query!(
+        r#"with members (image_id) as (
+               select p.image_id from run_inputs as ri
+               join inputs as p on p.path = ri.path where ri.run = ?1
+               union all
+               select p.image_id from run_roots as w
+               join inputs as p on p.path > w.lo and p.path < w.hi
+               where w.run = ?1 and p.missing is null)
+           select count(*) filter (where i.status = 'new') as "new!: i64",
+                  count(*) filter (where i.status = 'uploading') as "uploading!: i64",
+                  count(*) filter (where i.status = 'processing') as "processing!: i64",
+                  count(*) filter (where i.status = 'done') as "done!: i64",
+                  count(*) filter (where i.status = 'failed') as "failed!: i64"
+           from (select image_id from members group by image_id) as m
+           join images as i on i.id = m.image_id"#,
+        run.0
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    // Counted from indexes alone: the recorded inputs, and under each walked folder the
+    // present inputs (all less the missing ones) less those recorded.
+    let inputs = sqlx::query_scalar!(
+        r#"select (select count(*) from run_inputs where run = ?1)
+                + coalesce((select sum(
+                      (select count(*) from inputs as p where p.path > w.lo and p.path < w.hi)
+                    - (select count(*) from inputs as p
+                       where p.path > w.lo and p.path < w.hi and p.missing is not null)
+                    - (select count(*) from run_inputs as ri join inputs as p on p.path = ri.path
+                       where ri.run = ?1 and ri.path > w.lo and ri.path < w.hi
+                         and p.missing is null))
+                   from run_roots as w where w.run = ?1), 0)
+                  as "all!: i64""#,
+        run.0
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let images = StatusCounts {
+        new: to_u64(by_status.new),
+        uploading: to_u64(by_status.uploading),
+        processing: to_u64(by_status.processing),
+        done: to_u64(by_status.done),
+        failed: to_u64(by_status.failed),
+        total: [
+            by_status.new,
+            by_status.uploading,
+            by_status.processing,
+            by_status.done,
+            by_status.failed,
+        ]
+        .into_iter()
+        .map(to_u64)
+        .sum(),
+    };
+    Ok(RunProgress {
+        images,
+        inputs: to_u64(inputs),
+    })
 }

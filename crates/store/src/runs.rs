@@ -4,9 +4,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
 
 use crate::ledger::now_text;
-use crate::{Error, Ledger, Result, RunId};
+use crate::queries::count_run_progress;
+use crate::{EndProgress, Error, Ledger, Result, RunId, RunProgress};
 
 impl Ledger {
     /// The product serial, generated once per ledger (UUID v4), race-safe across processes.
@@ -140,6 +142,116 @@ impl Ledger {
             }
         }
     }
+
+    /// The run's progress at its end ([`Ledger::run_progress`]), kept on the run with the
+    /// ledger state it was counted in (migration 0010). When a run over the same folders ends
+    /// in that same state (its walk recorded nothing, nothing else moved since), the kept
+    /// count is read back instead of passing over every input again. Keeping is best effort.
+    pub async fn end_progress(&self, run: RunId) -> Result<EndProgress> {
+        // One read transaction: the key and the count come from the same snapshot.
+        let mut tx = self.read.begin().await.map_err(|e| self.db_err(e))?;
+        let key = progress_key(&mut tx, run)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        if let Some(key) = &key {
+            let kept = sqlx::query_scalar!(
+                r#"select progress as "progress!" from runs
+                   where progress_key = ?1 and progress is not null
+                   order by id desc limit 1"#,
+                key
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+            if let Some(json) = kept {
+                match serde_json::from_str::<RunProgress>(&json) {
+                    Ok(progress) => {
+                        return Ok(EndProgress {
+                            progress,
+                            reused: true,
+                        });
+                    }
+                    Err(e) => tracing::debug!("a kept run count does not decode ({e}); counting"),
+                }
+            }
+        }
+        let progress = count_run_progress(&mut tx, run)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        tx.rollback().await.map_err(|e| self.db_err(e))?;
+        if let Some(key) = key {
+            self.keep_progress(run, &key, &progress).await;
+        }
+        Ok(EndProgress {
+            progress,
+            reused: false,
+        })
+    }
+
+    /// Stores `progress` on the run under `key`; a failure only costs the next run a count.
+    async fn keep_progress(&self, run: RunId, key: &[u8], progress: &RunProgress) {
+        let json = match serde_json::to_string(progress) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::debug!("could not encode the run's count: {e}");
+                return;
+            }
+        };
+        let kept = sqlx::query!(
+            "update runs set progress_key = ?2, progress = ?3 where id = ?1",
+            run.0,
+            key,
+            json
+        )
+        .execute(&self.write)
+        .await;
+        if let Err(e) = kept {
+            tracing::debug!("could not keep the run's count: {}", self.db_err(e));
+        }
+    }
+}
+
+/// What a run's count depends on: the `changes` tally and the folders it walked. `None` when
+/// the count depends on more: no walked folder, or inputs recorded by the run that are not
+/// present inputs of its folders (named one by one, under two nested folders, or marked
+/// missing since), which count for this run only.
+async fn progress_key(conn: &mut SqliteConnection, run: RunId) -> sqlx::Result<Option<Vec<u8>>> {
+    let state = sqlx::query!(
+        r#"select (select n from tallies where name = 'changes') as "changes: i64",
+                  (select count(*) from run_inputs where run = ?1) as "recorded!: i64",
+                  (select count(*) from run_roots as w
+                   join run_inputs as ri on ri.run = w.run and ri.path > w.lo and ri.path < w.hi
+                   where w.run = ?1) as "under_folders!: i64",
+                  exists (select 1 from run_roots as w
+                          join inputs as p indexed by inputs_missing
+                            on p.path > w.lo and p.path < w.hi and p.missing is not null
+                          where w.run = ?1
+                            and exists (select 1 from run_inputs as ri
+                                        where ri.run = ?1 and ri.path = p.path))
+                      as "recorded_missing!: bool""#,
+        run.0
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let Some(changes) = state.changes else {
+        return Ok(None);
+    };
+    if state.recorded != state.under_folders || state.recorded_missing {
+        return Ok(None);
+    }
+    let folders = sqlx::query_scalar!("select lo from run_roots where run = ?1 order by lo", run.0)
+        .fetch_all(&mut *conn)
+        .await?;
+    if folders.is_empty() {
+        return Ok(None);
+    }
+    // Paths hold no NUL byte: it separates the parts.
+    let mut key = changes.to_string().into_bytes();
+    for lo in folders {
+        key.push(0);
+        key.extend_from_slice(&lo);
+    }
+    Ok(Some(key))
 }
 
 /// Membership rows a finished run deletes per statement.

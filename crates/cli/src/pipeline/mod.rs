@@ -398,7 +398,16 @@ pub async fn run(
     }
     heartbeat.abort();
 
-    let p = ledger.run_progress(run).await?;
+    let counted = ledger
+        .end_progress(run)
+        .await
+        .context("counting the run's images")?;
+    if counted.reused {
+        tracing::debug!(
+            "the run's images: the count of an earlier run over the same folders, nothing changed since"
+        );
+    }
+    let p = counted.progress;
     if interrupted_now && !opts.dry_run {
         // No final pass: the outputs this run placed are known; the rest is the next run's.
         report.in_place = Counters::get(&counters.placed);

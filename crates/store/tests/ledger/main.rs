@@ -15,6 +15,8 @@ mod concurrency;
 mod crash;
 /// Recording inputs: round-trips, planned outputs, changed files, lookups.
 mod inputs;
+/// A run's end count kept with the ledger state, read back only while nothing changed.
+mod kept_counts;
 /// Opening: creation, migrations, refusals that leave the file untouched, serial, busy.
 mod open;
 /// Counts, lists, the resume set, export.

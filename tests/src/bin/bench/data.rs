@@ -185,7 +185,8 @@ commit;
 /// filled by [`ledger_insert_floor`] (all unchanged), for a new run (id 2) into the same OUT:
 /// per file one lookup by path comparing size and mtime, with the input's missing mark and the
 /// last complete walk into the run's OUT; then the complete walk (the present inputs under the
-/// folder counted, the folder recorded) and at the run's end its images counted by status. The
+/// folder counted, the folder recorded) and at the run's end the key of the count the first
+/// scan kept, checked and looked up (a rescan that changed nothing reads that count back). The
 /// first scan's walk of the folder is recorded first, untimed.
 pub fn ledger_rescan_floor(ledger: &Path) -> BenchResult<Duration> {
     let script = "pragma synchronous = normal;
@@ -211,12 +212,20 @@ select (select count(*) from inputs
 insert into run_roots (run, lo, hi, out_root, walked_at)
 values (2, cast('/floor/photos/' as blob), cast('/floor/photos0' as blob),
         cast('/floor/clean' as blob), '2026-01-02T00:00:00.000000Z');
-select count(distinct i.id) filter (where i.status = 'new'),
-       count(distinct i.id) filter (where i.status = 'done')
-from run_roots as w
-join inputs as p on p.path > w.lo and p.path < w.hi
-join images as i on i.id = p.image_id
-where w.run = 2 and p.missing is null;
+select (select n from tallies where name = 'changes'),
+       (select count(*) from run_inputs where run = 2),
+       (select count(*) from run_roots as w
+        join run_inputs as ri on ri.run = w.run and ri.path > w.lo and ri.path < w.hi
+        where w.run = 2),
+       exists (select 1 from run_roots as w
+               join inputs as p indexed by inputs_missing
+                 on p.path > w.lo and p.path < w.hi and p.missing is not null
+               where w.run = 2
+                 and exists (select 1 from run_inputs as ri where ri.run = 2 and ri.path = p.path));
+select progress from runs
+where progress_key = cast('0' as blob) || x'00' || cast('/floor/photos/' as blob)
+  and progress is not null
+order by id desc limit 1;
 ";
     sqlite_timed(ledger, script).map_err(|e| format!("sqlite3 rescan floor: {e}").into())
 }
