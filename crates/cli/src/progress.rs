@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -34,6 +34,8 @@ pub struct Counters {
     pub p_credits: AtomicI64,
     pub s_credits: AtomicI64,
     pub need_credits: AtomicI64,
+    /// When the service stopped being reachable (ms since the Unix epoch); 0 while it is.
+    unreachable_since_ms: AtomicU64,
 }
 
 impl Counters {
@@ -48,6 +50,20 @@ impl Counters {
         let _ = self
             .in_flight
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+    /// The service cannot be reached (from now, unless it already could not).
+    pub fn set_unreachable(&self) {
+        let now = epoch_ms(SystemTime::now()).max(1);
+        let _ = self.unreachable_since_ms.compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+    /// The service answers again.
+    pub fn set_reachable(&self) {
+        self.unreachable_since_ms.store(0, Ordering::Relaxed);
     }
     /// Adds the credits a finished job reported.
     pub fn add_credits(&self, done: &eraser_api::JobDone) {
@@ -95,7 +111,7 @@ impl Progress {
             tokio::spawn(async move {
                 loop {
                     scan.set_message(scan_line(&counters));
-                    work.set_message(work_line(&counters, started.elapsed()));
+                    work.set_message(work_line(&counters, started.elapsed(), SystemTime::now()));
                     tokio::select! {
                         _ = &mut stopped => break,
                         _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -117,7 +133,7 @@ impl Progress {
                                 std::io::stderr(),
                                 "eraser: {}; {}",
                                 scan_line(&counters),
-                                work_line(&counters, started.elapsed())
+                                work_line(&counters, started.elapsed(), SystemTime::now())
                             );
                         }
                     }
@@ -152,10 +168,10 @@ fn scan_line(c: &Counters) -> String {
     )
 }
 
-fn work_line(c: &Counters, elapsed: Duration) -> String {
+fn work_line(c: &Counters, elapsed: Duration, now: SystemTime) -> String {
     let placed = Counters::get(&c.placed);
     let rate = placed as f64 / elapsed.as_secs_f64().max(0.001);
-    format!(
+    let mut line = format!(
         "{} uploaded, {} processing, {} downloaded, {} outputs, {} failed, {:.1}/s",
         Counters::get(&c.uploads),
         Counters::get(&c.in_flight),
@@ -163,5 +179,43 @@ fn work_line(c: &Counters, elapsed: Duration) -> String {
         placed,
         Counters::get(&c.failed),
         rate,
-    )
+    );
+    let since = c.unreachable_since_ms.load(Ordering::Relaxed);
+    if since > 0 {
+        let secs = epoch_ms(now).saturating_sub(since) / 1000;
+        line.push_str(&format!(", service unreachable for {secs}s"));
+    }
+    line
+}
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_work_line_says_how_long_the_service_has_been_unreachable() {
+        let c = Counters::default();
+        c.set_unreachable();
+        let later = SystemTime::now() + Duration::from_secs(37);
+
+        let line = work_line(&c, Duration::from_secs(60), later);
+
+        assert!(line.ends_with(", service unreachable for 37s"), "{line}");
+    }
+
+    #[test]
+    fn the_work_line_says_nothing_of_the_service_once_it_answers_again() {
+        let c = Counters::default();
+        c.set_unreachable();
+        c.set_reachable();
+
+        let line = work_line(&c, Duration::from_secs(60), SystemTime::now());
+
+        assert!(!line.contains("unreachable"), "{line}");
+    }
 }

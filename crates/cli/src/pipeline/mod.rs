@@ -1112,6 +1112,7 @@ impl Coordinator {
         if self.unreached.running() {
             tracing::warn!("the service answers again");
             self.unreached.reset();
+            self.counters.set_reachable();
         }
     }
 
@@ -1129,6 +1130,7 @@ impl Coordinator {
                  (--outage-timeout)",
                 format_duration(self.opts.outage_timeout)
             );
+            self.counters.set_unreachable();
         }
         let Some(lasted) = self.unreached.lapsed(Instant::now()) else {
             return Ok(());
