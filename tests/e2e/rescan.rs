@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use eraser_tests::emulator::Knobs;
 
 use crate::util::{
-    Expected, Format, TestDir, assert_outputs_exactly, emulator, image, num, write_unique,
+    Expected, Format, TestDir, assert_outputs_exactly, emulator, image, num, sha256_hex,
+    write_unique,
 };
 
 /// Three distinct images in `inputs/a`, recorded by a dry run (so their images are `new`).
@@ -82,6 +83,39 @@ fn a_copy_added_since_the_last_run_is_counted_as_a_duplicate() {
     assert_eq!(num(&summary, "/unique_images"), 3);
     assert_eq!(num(&summary, "/duplicates_saved"), 1);
     assert_eq!(num(&summary, "/would_upload"), 3);
+}
+
+#[test]
+fn a_file_rewritten_since_the_last_run_is_hashed_again_and_paid_for_under_its_new_content() {
+    let emu = emulator(Knobs::default());
+    let td = TestDir::new();
+    let expected = three_recorded(&td, &emu);
+    let rewritten = input_of(&td, expected.keys().next().expect("an image"));
+    std::fs::write(&rewritten, image(Format::Jpeg, 9_999)).expect("rewrite an input");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&rewritten)
+        .and_then(|f| f.set_modified(later))
+        .expect("a later mtime");
+
+    let summary = td
+        .run(&emu, &[&td.inputs()], &td.out(), &[])
+        .expect_code(0)
+        .json();
+
+    assert_eq!(
+        num(&summary, "/hashed"),
+        1,
+        "only the rewritten file is read"
+    );
+    assert_eq!(num(&summary, "/inputs"), 3);
+    assert_eq!(emu.counters().create_job_requests, 3);
+    let new_content = sha256_hex(&image(Format::Jpeg, 9_999));
+    assert!(
+        emu.uploads().iter().any(|u| u.sha256 == new_content),
+        "the new content was paid for"
+    );
 }
 
 #[test]

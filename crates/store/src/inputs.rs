@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::ledger::{now_text, path_bytes, path_from_bytes, to_i64};
+use crate::listings::inputs_changes;
 use crate::{Error, InputId, InputRecord, Ledger, Lookup, Result, RunId, SeenInput};
 
 /// Rows bound per statement when filling `scan_batch` (6 parameters each, far below SQLite's
@@ -129,10 +130,14 @@ impl Ledger {
             .collect();
         let now = now_text();
         let mut tx = self.begin_write().await?;
+        let before = inputs_changes(&mut tx).await.map_err(|e| self.db_err(e))?;
         write_inputs(&mut tx, run, &rows, &now)
             .await
             .map_err(|e| self.db_err(e))?;
-        tx.commit().await.map_err(|e| self.db_err(e))
+        let after = inputs_changes(&mut tx).await.map_err(|e| self.db_err(e))?;
+        tx.commit().await.map_err(|e| self.db_err(e))?;
+        self.note_input_changes(before, after);
+        Ok(())
     }
 
     /// Records that `run` saw these inputs unchanged (same path, size and mtime as the ledger
@@ -157,6 +162,7 @@ impl Ledger {
             .collect();
         let now = now_text();
         let mut tx = self.begin_write().await?;
+        let before = inputs_changes(&mut tx).await.map_err(|e| self.db_err(e))?;
         let written = async {
             fill_scan_batch(&mut tx, &rows).await?;
             sqlx::query!(
@@ -167,11 +173,14 @@ impl Ledger {
             )
             .execute(&mut *tx)
             .await?;
-            record_membership(&mut tx, run, &now).await
+            record_membership(&mut tx, run, &now).await?;
+            inputs_changes(&mut tx).await
         }
         .await;
-        written.map_err(|e| self.db_err(e))?;
-        tx.commit().await.map_err(|e| self.db_err(e))
+        let after = written.map_err(|e| self.db_err(e))?;
+        tx.commit().await.map_err(|e| self.db_err(e))?;
+        self.note_input_changes(before, after);
+        Ok(())
     }
 
     /// For each of `outputs` that some input already plans, that input (the first by path):
@@ -357,12 +366,14 @@ async fn write_inputs(
     .await?
     .rows_affected();
     let new_inputs = to_i64(new_inputs);
-    // New inputs also change the counts of the runs walking their folders (`changes`).
+    // New inputs also change the counts of the runs walking their folders (`changes`) and
+    // the folders' listings (`inputs_changes`).
     sqlx::query!(
         "update tallies
          set n = n + case name when 'inputs' then ?1 when 'inputs_done' then ?2
                                when 'inputs_failed' then ?3 else 1 end
-         where name in ('inputs', 'inputs_done', 'inputs_failed', 'changes') and ?1 > 0",
+         where name in ('inputs', 'inputs_done', 'inputs_failed', 'changes', 'inputs_changes')
+           and ?1 > 0",
         new_inputs,
         to_done,
         to_failed

@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use chrono::{SecondsFormat, Utc};
 use sqlx::{Sqlite, SqlitePool, Transaction};
@@ -25,6 +26,9 @@ pub struct Ledger {
     pub(crate) path: Arc<Path>,
     pub(crate) read: SqlitePool,
     pub(crate) write: SqlitePool,
+    /// How far this handle's own transactions raised the `inputs_changes` tally (so a scan
+    /// can tell its own changes from another run's; see `listings.rs`).
+    pub(crate) own_input_changes: Arc<AtomicU64>,
 }
 
 impl Ledger {

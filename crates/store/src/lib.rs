@@ -28,6 +28,7 @@ mod error;
 mod images;
 mod inputs;
 mod ledger;
+mod listings;
 mod model;
 mod open;
 mod queries;
@@ -38,6 +39,7 @@ mod walks;
 
 pub use error::{Error, ErrorKind};
 pub use ledger::Ledger;
+pub use listings::{InputsState, Listing};
 pub use model::*;
 pub use open::OpenOptions;
 

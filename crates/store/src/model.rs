@@ -188,6 +188,8 @@ pub struct FoundInputs {
     bits: Vec<u64>,
     /// Ids too large for the bitmap (never in practice: SQLite hands out row ids in order).
     others: std::collections::HashSet<i64>,
+    /// Folders whose every input was found without a lookup (their listing was kept).
+    folders: std::collections::HashSet<PathBuf>,
     len: u64,
 }
 
@@ -217,6 +219,18 @@ impl FoundInputs {
             Some((word, bit)) => self.bits.get(word).is_some_and(|w| w & bit != 0),
             None => self.others.contains(&id.0),
         }
+    }
+
+    /// Adds every input of `folder` (the `files` a kept listing names), found without lookups.
+    pub fn insert_folder(&mut self, folder: PathBuf, files: u64) {
+        if self.folders.insert(folder) {
+            self.len += files;
+        }
+    }
+
+    /// Whether the input at `path` was found, by its id or as a file of a folder found whole.
+    pub fn holds(&self, id: InputId, path: &std::path::Path) -> bool {
+        self.contains(id) || path.parent().is_some_and(|f| self.folders.contains(f))
     }
 
     /// How many distinct inputs were added.

@@ -99,7 +99,12 @@ impl OpenOptions {
             .max_connections(READERS)
             .test_before_acquire(false)
             .connect_lazy_with(options.pragma("cache_size", format!("-{READER_CACHE_KIB}")));
-        let ledger = Ledger { path, read, write };
+        let ledger = Ledger {
+            path,
+            read,
+            write,
+            own_input_changes: Arc::default(),
+        };
 
         ledger.ensure_wal(self.busy_timeout).await?;
         if !up_to_date(&applied) {

@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::ledger::{now_text, subtree_range, text_before};
+use crate::ledger::{now_text, path_from_bytes, subtree_range, text_before};
+use crate::listings::inputs_changes;
 use crate::{FoundInputs, InputId, Ledger, Result, RunId};
 
 /// Inputs read per statement when looking for those a walk did not find.
@@ -50,6 +51,7 @@ impl Ledger {
         let now = now_text();
         let live_since = text_before(live_within);
         let mut tx = self.begin_write().await?;
+        let before = inputs_changes(&mut tx).await.map_err(|e| self.db_err(e))?;
         let mut present = 0;
         let mut recorded = 0;
         for (lo, hi) in &bounds {
@@ -99,8 +101,8 @@ impl Ledger {
                     after = last.path.clone();
                     let gone: Vec<i64> = page
                         .iter()
+                        .filter(|r| !found.holds(InputId(r.id), &path_from_bytes(r.path.clone())))
                         .map(|r| r.id)
-                        .filter(|id| !found.contains(InputId(*id)))
                         .collect();
                     if gone.is_empty() {
                         continue;
@@ -152,7 +154,9 @@ impl Ledger {
             .await
             .map_err(|e| self.db_err(e))?;
         }
+        let after = inputs_changes(&mut tx).await.map_err(|e| self.db_err(e))?;
         tx.commit().await.map_err(|e| self.db_err(e))?;
+        self.note_input_changes(before, after);
         Ok(marked)
     }
 }

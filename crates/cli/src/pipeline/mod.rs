@@ -8,6 +8,7 @@
 mod fingerprint;
 pub mod layout;
 mod limits;
+mod listings;
 mod place;
 mod poll;
 mod scan;

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 
 use super::fingerprint::{Fingerprint, FpError, Hashed, Pool};
 use super::layout;
+use super::listings::{Listings, MOST_FOLDERS};
 use super::walk::{self, Found, WalkEvent};
 use crate::progress::Counters;
 
@@ -100,6 +101,8 @@ struct Batches {
     /// Inputs found in folders that the ledger holds as they are: nothing is written for
     /// them; the complete walk counts them.
     current: FoundInputs,
+    /// Folders listed as the ledger's kept listings say (taken whole), and those to keep.
+    listings: Listings,
 }
 
 impl Batches {
@@ -119,15 +122,20 @@ impl Scan {
         // One walker per core: with the tree in the page cache a walk is CPU work, and more
         // walkers only take the cores from the ledger lookups (a rescan of 200,000 files on 2
         // cores: 0.83 s with 4 walkers, 0.75 s with 2).
+        let (listings, kept) = self.listings().await;
         let mut events = walk::start(
             self.source.clone(),
             self.out.clone(),
             self.follow,
             threads.max(2),
+            kept,
         );
         let mut pool =
             Pool::start(threads, 2 * LOOKUP_BATCH).context("starting the hashing threads")?;
-        let mut b = Batches::default();
+        let mut b = Batches {
+            listings,
+            ..Batches::default()
+        };
         let mut found: Vec<Found> = Vec::with_capacity(LOOKUP_BATCH);
         let mut lookups: JoinSet<LookedUp> = JoinSet::new();
         let fresh = FreshFolders::default();
@@ -180,6 +188,7 @@ impl Scan {
         }
         Self::written(&mut b).await?;
         self.complete_walk(&b).await?;
+        self.keep_listings(&mut b).await;
         self.prune_rejected(&b.walked).await?;
         tracing::info!(
             "scan: {} inputs recorded ({} hashed) in {:.3} s of ledger writes",
@@ -210,6 +219,43 @@ impl Scan {
         Ok(())
     }
 
+    /// The state of the inputs as the scan begins (before its first lookup) and the folder
+    /// listings kept in it for this OUT. Without them every file is looked up.
+    async fn listings(&self) -> (Listings, walk::KeptListings) {
+        let kept = async {
+            let since = self.ledger.inputs_state().await?;
+            let kept = self
+                .ledger
+                .kept_listings(self.run, &since, MOST_FOLDERS)
+                .await?;
+            Ok::<_, eraser_store::Error>((Listings::new(since), Arc::new(kept)))
+        };
+        kept.await.unwrap_or_else(|e| {
+            tracing::debug!("no folder listings from the ledger ({e}); looking every file up");
+            (Listings::default(), walk::KeptListings::default())
+        })
+    }
+
+    /// After a complete walk, keeps the listings of the folders whose every file is in the
+    /// ledger as listed, for the next walk into this OUT (a failure only costs it lookups).
+    async fn keep_listings(&self, b: &mut Batches) {
+        if b.walked.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            "scan: {} folders listed as the ledger's kept listings said: their files were not looked up",
+            b.listings.folders_whole
+        );
+        let Some((since, keep)) = std::mem::take(&mut b.listings).into_kept() else {
+            return;
+        };
+        match self.ledger.keep_listings(self.run, &since, &keep).await {
+            Ok(true) => tracing::debug!("scan: {} folder listings kept", keep.len()),
+            Ok(false) => tracing::debug!("scan: no folder listing kept (inputs changed meanwhile)"),
+            Err(e) => tracing::debug!("scan: folder listings not kept: {e}"),
+        }
+    }
+
     /// After a complete walk, forgets the rejected files of earlier runs in the INPUT folders
     /// that this walk did not find again (deleted, moved away).
     async fn prune_rejected(&self, folders: &[PathBuf]) -> anyhow::Result<()> {
@@ -236,6 +282,15 @@ impl Scan {
                 Counters::add(&self.counters.found, files.len() as u64);
                 found.extend(files);
             }
+            WalkEvent::Listing {
+                folder,
+                listing,
+                whole,
+            } => {
+                let taken = b.listings.listed(folder, listing, whole, &mut b.current);
+                Counters::add(&self.counters.found, taken);
+                Counters::add(&self.counters.recorded, taken);
+            }
             WalkEvent::Skipped { path, reason } => self.skipped(b, path, reason),
             WalkEvent::Error { path, reason } => self.input_error(b, path, reason),
             WalkEvent::Walked { folders } => b.walked = folders,
@@ -244,6 +299,7 @@ impl Scan {
 
     /// A found file that is not an input (expected inside folders: shown with `-v`).
     fn skipped(&self, b: &mut Batches, path: PathBuf, reason: String) {
+        b.listings.spoiled(&path);
         Counters::add(&self.counters.skipped, 1);
         tracing::info!("skipped {}: {reason}", path.display());
         b.rejected.push(Rejection {
@@ -254,6 +310,7 @@ impl Scan {
     }
 
     fn input_error(&self, b: &mut Batches, path: PathBuf, reason: String) {
+        b.listings.spoiled(&path);
         Counters::add(&self.counters.input_errors, 1);
         tracing::error!("{}: {reason}", path.display());
         b.rejected.push(Rejection {
@@ -305,9 +362,11 @@ impl Scan {
         for (f, known) in found.into_iter().zip(known) {
             if let (Lookup::Current(id), false) = (known, f.named) {
                 b.current.insert(id);
+                b.listings.settled(&f.path);
                 Counters::add(&self.counters.recorded, 1);
             } else if known != Lookup::Changed {
                 if let Some(planned) = self.planned(&f, b) {
+                    b.listings.settled(&f.path);
                     b.unchanged.push(SeenInput {
                         path: f.path,
                         planned_output: planned,
@@ -382,6 +441,7 @@ impl Scan {
                 planned
             };
             b.taken.insert(chosen.clone());
+            b.listings.settled(&f.path);
             b.pending.push(InputRecord {
                 path: f.path,
                 size: fp.size,

@@ -5,16 +5,20 @@
 //! channel, so memory stays flat however large the tree.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::BufRead;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
+use eraser_store::Listing;
 use tokio::sync::mpsc;
 
 use super::InputSource;
+
+/// Folder listings the ledger kept for this OUT, in the state the scan began in.
+pub type KeptListings = Arc<HashMap<PathBuf, Listing>>;
 
 /// A candidate input file, before its bytes are read.
 #[derive(Debug, Clone)]
@@ -48,6 +52,15 @@ pub enum WalkEvent {
         path: PathBuf,
         reason: String,
     },
+    /// A folder's files, listed whole: the digest of their names, sizes and mtimes (see
+    /// [`listing_digest`]). Sent before its files, or instead of them (`whole`) when the
+    /// ledger kept the same listing for it. Not sent for a folder holding anything that is not
+    /// an input (a special file, a broken link, an entry that could not be read).
+    Listing {
+        folder: PathBuf,
+        listing: Listing,
+        whole: bool,
+    },
     /// The last event of a complete walk: the folders given as INPUTs, all walked through.
     Walked {
         folders: Vec<PathBuf>,
@@ -66,13 +79,14 @@ pub fn start(
     out: PathBuf,
     follow: bool,
     threads: usize,
+    kept: KeptListings,
 ) -> mpsc::Receiver<WalkEvent> {
     let (tx, rx) = mpsc::channel(EVENTS_BUFFERED);
     std::thread::Builder::new()
         .name("eraser-walk".into())
         .spawn(move || {
             let out_id = dir_id(&out);
-            let walker = Walker::new(tx.clone(), out_id, follow);
+            let walker = Walker::new(tx.clone(), out_id, follow, kept);
             let workers = walker.spawn_workers(threads.max(1));
             let mut folders = Vec::new();
             match source {
@@ -248,10 +262,16 @@ struct Walker {
     follow: bool,
     /// Directories already listed, by (device, inode), when following links (loop guard).
     visited: Mutex<HashSet<(u64, u64)>>,
+    kept: KeptListings,
 }
 
 impl Walker {
-    fn new(tx: mpsc::Sender<WalkEvent>, out_id: Option<(u64, u64)>, follow: bool) -> Arc<Self> {
+    fn new(
+        tx: mpsc::Sender<WalkEvent>,
+        out_id: Option<(u64, u64)>,
+        follow: bool,
+        kept: KeptListings,
+    ) -> Arc<Self> {
         Arc::new(Self {
             tx,
             queue: Mutex::new(Queue {
@@ -263,6 +283,7 @@ impl Walker {
             out_id,
             follow,
             visited: Mutex::new(HashSet::new()),
+            kept,
         })
     }
 
@@ -367,11 +388,14 @@ impl Walker {
                 return;
             }
         };
-        let mut files: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+        let mut files: Vec<(OsString, std::fs::Metadata)> = Vec::new();
+        // Whether every entry was a folder or a file to use (a listing is kept only then).
+        let mut clean = true;
         for entry in entries {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
+                    clean = false;
                     self.send(WalkEvent::Error {
                         reason: format!("cannot list folder: {e}"),
                         path: job.path.clone(),
@@ -380,11 +404,15 @@ impl Walker {
                 }
             };
             let path = entry.path();
-            let Ok(ft) = entry.file_type() else { continue };
+            let Ok(ft) = entry.file_type() else {
+                clean = false;
+                continue;
+            };
             let meta = if ft.is_symlink() {
                 match std::fs::metadata(&path) {
                     Ok(m) => m,
                     Err(e) => {
+                        clean = false;
                         let reason = describe_io(&path, &e);
                         self.send(WalkEvent::Skipped { path, reason });
                         continue;
@@ -394,6 +422,7 @@ impl Walker {
                 match entry.metadata() {
                     Ok(m) => m,
                     Err(e) => {
+                        clean = false;
                         self.send(WalkEvent::Skipped {
                             reason: e.to_string(),
                             path,
@@ -404,6 +433,7 @@ impl Walker {
             };
             if meta.is_dir() {
                 if ft.is_symlink() && !self.follow {
+                    clean = false;
                     self.send(WalkEvent::Skipped {
                         path,
                         reason: "symbolic link to a folder (use --follow)".into(),
@@ -415,6 +445,7 @@ impl Walker {
                     continue;
                 }
                 if self.follow && !lock(&self.visited).insert(id) {
+                    clean = false;
                     self.send(WalkEvent::Skipped {
                         path,
                         reason: "folder already visited (symbolic link loop)".into(),
@@ -424,33 +455,48 @@ impl Walker {
                 let rel = job.rel.join(entry.file_name());
                 self.push(DirJob { path, rel });
             } else if meta.is_file() {
-                files.push((path, meta));
+                files.push((entry.file_name(), meta));
             } else {
+                clean = false;
                 self.send(WalkEvent::Skipped {
                     path,
                     reason: "not a regular file".into(),
                 });
             }
         }
-        let mut stems: HashMap<OsString, u32> = HashMap::new();
-        for (p, _) in &files {
-            if let Some(stem) = p.file_stem() {
-                *stems.entry(stem.to_os_string()).or_default() += 1;
+        if clean && !files.is_empty() {
+            let listing = Listing {
+                digest: listing_digest(&mut files),
+                files: files.len() as u64,
+            };
+            let whole = self.kept.get(&job.path) == Some(&listing);
+            self.send(WalkEvent::Listing {
+                folder: job.path.clone(),
+                listing,
+                whole,
+            });
+            if whole {
+                return;
+            }
+        }
+        let mut stems: HashMap<&OsStr, u32> = HashMap::new();
+        for (name, _) in &files {
+            if let Some(stem) = Path::new(name).file_stem() {
+                *stems.entry(stem).or_default() += 1;
             }
         }
         let mut batch = Vec::with_capacity(files.len().min(FILES_PER_EVENT));
-        for (path, meta) in files {
-            let name = path.file_name().unwrap_or_default().to_os_string();
-            let stem_shared = path
+        for (name, meta) in &files {
+            let stem_shared = Path::new(name)
                 .file_stem()
                 .is_some_and(|s| stems.get(s).copied().unwrap_or(0) > 1);
             batch.push(Found {
-                rel: job.rel.join(&name),
-                path,
+                rel: job.rel.join(name),
+                path: job.path.join(name),
                 stem_shared,
                 named: false,
                 size: meta.len(),
-                mtime_ns: mtime_ns(&meta),
+                mtime_ns: mtime_ns(meta),
             });
             if batch.len() == FILES_PER_EVENT {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(FILES_PER_EVENT));
@@ -474,9 +520,80 @@ fn dir_id(p: &Path) -> Option<(u64, u64)> {
         .map(|m| (m.dev(), m.ino()))
 }
 
+/// SHA-256 of a folder's files sorted by name: each name's bytes, a NUL (no name holds one),
+/// its size and mtime in nanoseconds (8 bytes each, little-endian). Sorts `files` by name.
+pub fn listing_digest(files: &mut [(OsString, std::fs::Metadata)]) -> [u8; 32] {
+    use sha2::Digest as _;
+    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut hasher = sha2::Sha256::new();
+    for (name, meta) in files.iter() {
+        hasher.update(name.as_encoded_bytes());
+        hasher.update([0]);
+        hasher.update(meta.len().to_le_bytes());
+        hasher.update(mtime_ns(meta).to_le_bytes());
+    }
+    hasher.finalize().into()
+}
+
 /// Modification time in nanoseconds since the epoch (what the ledger compares on rescans).
 pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.mtime()
         .saturating_mul(1_000_000_000)
         .saturating_add(meta.mtime_nsec())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::time::{Duration, SystemTime};
+
+    use super::listing_digest;
+
+    /// The files of `dir`, by name with their metadata, in the order given.
+    fn listed(dir: &std::path::Path, names: &[&str]) -> Vec<(OsString, std::fs::Metadata)> {
+        names
+            .iter()
+            .map(|n| (OsString::from(n), std::fs::metadata(dir.join(n)).unwrap()))
+            .collect()
+    }
+
+    fn folder(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_listing_digest_does_not_depend_on_the_order_files_were_read_in() {
+        let dir = folder(&[("a.jpg", b"1"), ("b.jpg", b"22")]);
+
+        let one = listing_digest(&mut listed(dir.path(), &["a.jpg", "b.jpg"]));
+        let other = listing_digest(&mut listed(dir.path(), &["b.jpg", "a.jpg"]));
+
+        assert_eq!(one, other);
+    }
+
+    #[test]
+    fn a_listing_digest_changes_with_a_name_a_size_or_an_mtime() {
+        let dir = folder(&[("a.jpg", b"1"), ("b.jpg", b"22")]);
+        let before = listing_digest(&mut listed(dir.path(), &["a.jpg", "b.jpg"]));
+
+        std::fs::rename(dir.path().join("b.jpg"), dir.path().join("c.jpg")).unwrap();
+        let renamed = listing_digest(&mut listed(dir.path(), &["a.jpg", "c.jpg"]));
+        std::fs::write(dir.path().join("c.jpg"), b"333").unwrap();
+        let resized = listing_digest(&mut listed(dir.path(), &["a.jpg", "c.jpg"]));
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("a.jpg"))
+            .unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(3600))
+            .unwrap();
+        let touched = listing_digest(&mut listed(dir.path(), &["a.jpg", "c.jpg"]));
+
+        assert_ne!(before, renamed);
+        assert_ne!(renamed, resized);
+        assert_ne!(resized, touched);
+    }
 }

@@ -17,6 +17,8 @@ mod crash;
 mod inputs;
 /// A run's end count kept with the ledger state, read back only while nothing changed.
 mod kept_counts;
+/// Folder listings kept with the state of the inputs, read back only while no input changed.
+mod listings;
 /// Opening: creation, migrations, refusals that leave the file untouched, serial, busy.
 mod open;
 /// Counts, lists, the resume set, export.
