@@ -182,28 +182,31 @@ commit;
 }
 
 /// Time `sqlite3` alone takes for the ledger work of a rescan of every input of a ledger
-/// filled by [`ledger_insert_floor`] (all unchanged), for a new run (id 2) into the same OUT:
-/// per file one lookup by path comparing size and mtime, with the input's missing mark and the
-/// last complete walk into the run's OUT; then the complete walk (the present inputs under the
-/// folder counted, the folder recorded) and at the run's end the key of the count the first
-/// scan kept, checked and looked up (a rescan that changed nothing reads that count back). The
-/// first scan's walk of the folder is recorded first, untimed.
+/// filled by [`ledger_insert_floor`] (all unchanged), for a new run (id 2) into the same OUT,
+/// whose first scan kept its folders' listings: the listings loaded (every folder is then
+/// taken whole, no lookup per file), the complete walk (the present inputs under the folder
+/// counted, the folder recorded), the listings kept again, and the check that the first
+/// scan's kept count still holds. The first scan's walk and listings are recorded first,
+/// untimed.
 pub fn ledger_rescan_floor(ledger: &Path) -> BenchResult<Duration> {
     let script = "pragma synchronous = normal;
 pragma cache_size = -16384;
-create temp table seq as select path, size, mtime_ns from inputs order by path;
 insert into runs (id, host, pid, command, started_at, heartbeat_at, out_root)
 values (2, 'floor', 0, 'floor', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z',
         cast('/floor/clean' as blob));
 insert into run_roots (run, lo, hi, out_root, walked_at)
 values (1, cast('/floor/photos/' as blob), cast('/floor/photos0' as blob),
         cast('/floor/clean' as blob), '2026-01-01T12:00:00.000000Z');
+create temp table folders as
+  select distinct substr(path, 1, length(path) - 15) as folder from inputs;
+insert into listings (out_root, folder, digest, files, state)
+select cast('/floor/clean' as blob), folder, randomblob(32), 1000,
+       (select n from tallies where name = 'inputs_changes')
+from temp.folders;
 .timer on
-select count(*) from seq as s join inputs as p on p.path = s.path
-where p.size = s.size and p.mtime_ns = s.mtime_ns and p.missing is null
-  and exists (select 1 from run_roots as w
-              where w.out_root = cast('/floor/clean' as blob)
-                and w.lo < p.path and p.path < w.hi and w.walked_at >= p.last_seen);
+select count(*), sum(files) from listings
+where out_root = cast('/floor/clean' as blob)
+  and state = (select n from tallies where name = 'inputs_changes');
 select (select count(*) from inputs
         where path > cast('/floor/photos/' as blob) and path < cast('/floor/photos0' as blob))
      - (select count(*) from inputs
@@ -212,6 +215,14 @@ select (select count(*) from inputs
 insert into run_roots (run, lo, hi, out_root, walked_at)
 values (2, cast('/floor/photos/' as blob), cast('/floor/photos0' as blob),
         cast('/floor/clean' as blob), '2026-01-02T00:00:00.000000Z');
+begin;
+insert into listings (out_root, folder, digest, files, state)
+select cast('/floor/clean' as blob), folder, randomblob(32), 1000,
+       (select n from tallies where name = 'inputs_changes')
+from temp.folders where true
+on conflict (out_root, folder) do update
+set digest = excluded.digest, files = excluded.files, state = excluded.state;
+commit;
 select (select n from tallies where name = 'changes'),
        (select count(*) from run_inputs where run = 2),
        (select count(*) from run_roots as w

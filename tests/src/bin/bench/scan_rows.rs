@@ -344,7 +344,7 @@ pub fn rescan(ctx: &mut Ctx) -> BenchResult<Row> {
     let ratio = find.map(|t| best.as_secs_f64() / t.as_secs_f64());
     let floor = match ctx.floor_ledger.clone() {
         Some(ledger) => {
-            progress("sqlite3 alone: a rescan's ledger work (lookups, the walk's end, counts)");
+            progress("sqlite3 alone: a rescan's ledger work (listings, the walk's end, counts)");
             Some(data::ledger_rescan_floor(&ledger)?)
         }
         None => None,
