@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use eraser_store::{EndProgress, FoundInputs, Ledger, Lookup, RunId, SeenInput};
 
-use crate::support::{close, fresh, input, record, sha, sql, walk_of_in_recorded};
+use crate::support::{
+    delete_input_behind_the_ledgers_back, fresh, input, record, sha, walk_of_in_recorded,
+};
 
 /// A first run that recorded inputs `/in/img-0..count` and walked `/in`; its end count kept.
 async fn first_run(ledger: &Ledger, count: u64) -> EndProgress {
@@ -133,12 +135,7 @@ async fn an_input_whose_content_changed_since_makes_the_next_run_count_again() {
 async fn an_input_deleted_behind_the_ledgers_back_makes_the_next_run_count_again() {
     let t = fresh().await;
     first_run(&t.ledger, 5).await;
-    let mut conn = sql(&t.path).await;
-    sqlx::query("delete from inputs where path = cast('/in/img-000004.jpg' as blob)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    close(conn).await;
+    delete_input_behind_the_ledgers_back(&t.path, "/in/img-000004.jpg").await;
 
     let again = end_of(&t.ledger, rescan(&t.ledger, 0..4).await).await;
 

@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use eraser_store::{FoundInputs, Ledger, Listing, RunId};
 
-use crate::support::{close, fresh, input, record, sql, walk_of_in_recorded};
+use crate::support::{
+    delete_input_behind_the_ledgers_back, fresh, input, record, walk_of_in_recorded,
+};
 
 /// The listing a walk would send for `/in` holding inputs 0..count (any digest will do here:
 /// the ledger keeps and compares it, the walk computes it).
@@ -107,12 +109,7 @@ async fn an_input_recorded_after_the_listing_was_kept_makes_it_stale() {
 async fn an_input_deleted_behind_the_ledgers_back_makes_the_listing_stale() {
     let t = fresh().await;
     first_scan(&t.ledger, 5).await;
-    let mut conn = sql(&t.path).await;
-    sqlx::query("delete from inputs where path = cast('/in/img-000004.jpg' as blob)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    close(conn).await;
+    delete_input_behind_the_ledgers_back(&t.path, "/in/img-000004.jpg").await;
 
     assert!(kept_for(&t.ledger, "/out").await.is_empty());
 }

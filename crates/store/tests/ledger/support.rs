@@ -146,6 +146,17 @@ pub async fn sql(path: &Path) -> SqliteConnection {
         .unwrap()
 }
 
+/// Deletes the input at `input` with plain SQL, as an edit behind the ledger's back would.
+pub async fn delete_input_behind_the_ledgers_back(ledger_file: &Path, input: &str) {
+    let mut conn = sql(ledger_file).await;
+    sqlx::query("delete from inputs where path = cast(?1 as blob)")
+        .bind(input)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    close(conn).await;
+}
+
 /// Status of one image as stored.
 pub async fn status_of(ledger: &Ledger, sha: &Sha256) -> ImageStatus {
     ledger.image(sha).await.unwrap().unwrap().status
