@@ -1,146 +1,401 @@
-//! The [`Ledger`] handle and the private plumbing every part of it shares: the two pools,
-//! write transactions, error mapping, timestamps and path bytes.
-//!
-//! The public methods live beside the SQL they run: `open.rs` (opening, pragmas, migrations),
-//! `runs.rs` (run registry, meta), `inputs.rs`, `images.rs` (transitions) and `queries.rs`.
+//! [`Ledger`]: every operation the pipeline and the commands need, on whichever backend its
+//! [`Location`] names. Each method hands the call to the backend; the SQL lives there.
 
-use std::ffi::OsString;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use futures_util::stream::BoxStream;
 
-use crate::{Error, Result};
+use crate::scan::{FoundInputs, ScanSession, VersionStep};
+use crate::sqlite::Sqlite;
+use crate::{
+    Claim, ConsistencyReport, CreditsUsed, DoneRecord, Failure, FailureGroup, ImageRow,
+    ImageStatus, InFlight, InputCounts, InputRow, InputState, Listing, Location, Lookup,
+    RejectKind, RejectedRow, Result, Retried, RunId, RunProgress, ScanBatch, Sha256, StatusCounts,
+};
 
-/// The ledger. Cheap to clone (clones share the pools).
-///
-/// Holds two pools on the same file: a single-connection pool for writes, so this process never
-/// contends with itself for SQLite's one write lock, and a small pool for reads (WAL lets them
-/// run beside the writer). Other processes are kept out by `begin immediate` write transactions
-/// and the busy timeout.
+/// The ledger. Cheap to clone (clones share the connections).
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    pub(crate) path: Arc<Path>,
-    pub(crate) read: SqlitePool,
-    pub(crate) write: SqlitePool,
-    /// How far this handle's own transactions raised the `inputs_changes` tally (so a scan
-    /// can tell its own changes from another run's; see `listings.rs`).
-    pub(crate) own_input_changes: Arc<AtomicU64>,
+    backend: Backend,
 }
 
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(Sqlite),
+}
+
+/// Calls the same method on whichever backend the ledger has.
+macro_rules! on_backend {
+    ($ledger:expr, $b:ident => $call:expr) => {
+        match &$ledger.backend {
+            Backend::Sqlite($b) => $call,
+        }
+    };
+}
+
+/// How to open a ledger; [`Ledger::open`] and [`Ledger::open_existing`] are the usual shortcuts.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    pub(crate) create: bool,
+    pub(crate) busy_timeout: Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            create: true,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl OpenOptions {
+    /// Creating a missing ledger file, a 5 s busy timeout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a missing file (and its folders) is created; otherwise it is `Error::NotFound`.
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+
+    /// How long to wait for another process's lock before failing with `Error::Busy`.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Opens (and migrates) the ledger at `location`.
+    pub async fn open(&self, location: &Location) -> Result<Ledger> {
+        let backend = match location {
+            Location::File(path) => Backend::Sqlite(Sqlite::open(path, self).await?),
+            Location::Postgres(url) => {
+                return Err(crate::Error::CannotOpen {
+                    ledger: url.to_string(),
+                    detail: "PostgreSQL ledgers are not supported by this build".into(),
+                });
+            }
+        };
+        Ok(Ledger { backend })
+    }
+}
+
+// Opening and closing.
 impl Ledger {
-    /// The ledger file this handle works on.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Opens (creating a missing file) and migrates the ledger at `location`.
+    pub async fn open(location: &Location) -> Result<Self> {
+        OpenOptions::new().open(location).await
     }
 
-    /// Closes every connection of this handle and its clones (they fail afterwards). When no
-    /// other process has the file open, SQLite folds the write-ahead log back into the file.
+    /// Opens an existing ledger; a missing file is an error (for `eraser ledger …`).
+    pub async fn open_existing(location: &Location) -> Result<Self> {
+        OpenOptions::new().create(false).open(location).await
+    }
+
+    /// Where this ledger lives (shown with any password masked).
+    pub fn location(&self) -> &Location {
+        on_backend!(self, b => b.location())
+    }
+
+    /// Closes every connection of this handle and its clones (they fail afterwards).
     pub async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
-    }
-
-    /// Maps a sqlx error to a typed [`Error`] naming this ledger.
-    pub(crate) fn db_err(&self, e: sqlx::Error) -> Error {
-        Error::from_sqlx(&self.path, e)
-    }
-
-    /// Starts a write transaction that takes SQLite's write lock up front (`begin immediate`),
-    /// so a transaction that reads before it writes cannot deadlock on a lock upgrade with
-    /// another process; waits up to the busy timeout for the lock.
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        self.write
-            .begin_with("begin immediate")
-            .await
-            .map_err(|e| self.db_err(e))
-    }
-
-    /// Error for a row whose stored value does not decode.
-    pub(crate) fn invalid(&self, detail: impl std::fmt::Display) -> Error {
-        Error::invalid(&self.path, detail)
+        on_backend!(self, b => b.close().await)
     }
 }
 
-/// Now, as stored: fixed-width UTC text with microseconds, so timestamps compare as text.
-pub(crate) fn now_text() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// The moment `ago` before now, as stored (for comparisons with stored timestamps).
-pub(crate) fn text_before(ago: std::time::Duration) -> String {
-    let ago = chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX);
-    Utc::now()
-        .checked_sub_signed(ago)
-        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// A path as stored: its raw OS bytes (lossless for names that are not UTF-8).
-pub(crate) fn path_bytes(path: &Path) -> &[u8] {
-    path.as_os_str().as_bytes()
-}
-
-/// A stored path back from its raw bytes.
-pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
-    PathBuf::from(OsString::from_vec(bytes))
-}
-
-/// Counts and sizes are non-negative in the schema; a negative one decodes as 0.
-pub(crate) fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-/// Sizes larger than SQLite's integer saturate (no real file comes close).
-pub(crate) fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// The byte range `[low, high)` holding every path strictly inside `folder`: its paths start
-/// with `folder/`, and `0` is the byte after `/`.
-pub(crate) fn subtree_range(folder: &Path) -> (Vec<u8>, Vec<u8>) {
-    let mut low = path_bytes(folder).to_vec();
-    if low.last() != Some(&b'/') {
-        low.push(b'/');
-    }
-    let mut high = low.clone();
-    if let Some(last) = high.last_mut() {
-        *last = b'0';
-    }
-    (low, high)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::subtree_range;
-
-    fn inside(folder: &str, path: &str) -> bool {
-        let (low, high) = subtree_range(Path::new(folder));
-        let p = path.as_bytes();
-        low.as_slice() <= p && p < high.as_slice()
+// The run registry and the ledger's own facts.
+impl Ledger {
+    /// Registers a run of this process (host name and pid recorded by the store) into `out_root`.
+    pub async fn begin_run(&self, command: &str, out_root: &Path) -> Result<RunId> {
+        on_backend!(self, b => b.begin_run(command, out_root).await)
     }
 
-    #[test]
-    fn a_subtree_range_holds_the_folder_s_paths_and_not_its_siblings() {
-        assert!(inside("/in", "/in/a.txt"));
-        assert!(inside("/in", "/in/sub/b.txt"));
-        assert!(!inside("/in", "/in"));
-        assert!(!inside("/in", "/in2/a.txt"));
-        assert!(!inside("/in", "/in.d/a.txt"));
-        assert!(!inside("/in", "/in-old/a.txt"));
-        assert!(!inside("/in", "/im/a.txt"));
-        assert!(!inside("/in/sub", "/in/a.txt"));
+    /// Refreshes the run's heartbeat. A live run must beat more often than the `stale_after`
+    /// other processes pass to [`Ledger::recover`], or its claims may be taken back.
+    pub async fn heartbeat(&self, run: RunId) -> Result<()> {
+        on_backend!(self, b => b.heartbeat(run).await)
     }
 
-    #[test]
-    fn the_root_folder_s_range_holds_every_absolute_path() {
-        let (low, high) = subtree_range(Path::new("/"));
-        assert_eq!((low.as_slice(), high.as_slice()), (&b"/"[..], &b"0"[..]));
-        assert!(inside("/", "/x/y/z.webp"));
+    /// Marks the run finished with how it ended and its summary (JSON text).
+    pub async fn finish_run(&self, run: RunId, outcome: &str, summary_json: &str) -> Result<()> {
+        on_backend!(self, b => b.finish_run(run, outcome, summary_json).await)
+    }
+
+    /// `uploading` images claimed by dead runs go back to `new`, counted in `repeat_uploads`.
+    /// A run is dead when finished, when its heartbeat is older than `stale_after`, or when it
+    /// ran on this host and its process is gone. Returns how many were taken back.
+    pub async fn recover(&self, stale_after: Duration) -> Result<u64> {
+        on_backend!(self, b => b.recover(stale_after).await)
+    }
+
+    /// The product serial, generated once per ledger (UUID v4), race-safe across processes.
+    pub async fn product_serial(&self) -> Result<String> {
+        on_backend!(self, b => b.product_serial().await)
+    }
+
+    /// The service's processing time per image (seconds) learned by the last run that saw
+    /// jobs finish, so the next run's first looks start from it instead of a guess.
+    pub async fn processing_estimate(&self) -> Result<Option<f64>> {
+        on_backend!(self, b => b.processing_estimate().await)
+    }
+
+    /// Records the processing time per image a run learned.
+    pub async fn set_processing_estimate(&self, seconds: f64) -> Result<()> {
+        on_backend!(self, b => b.set_processing_estimate(seconds).await)
+    }
+}
+
+// The scan.
+impl Ledger {
+    /// Starts `run`'s scan: see [`ScanSession`].
+    pub async fn begin_scan(&self, run: RunId) -> Result<ScanSession> {
+        let version = on_backend!(self, b => b.inputs_version().await)?;
+        Ok(ScanSession::new(self.clone(), run, version))
+    }
+
+    pub(crate) async fn kept_listings(
+        &self,
+        run: RunId,
+        version: i64,
+        limit: usize,
+    ) -> Result<std::collections::HashMap<PathBuf, Listing>> {
+        on_backend!(self, b => b.kept_listings(run, version, limit).await)
+    }
+
+    pub(crate) async fn keep_listings(
+        &self,
+        run: RunId,
+        version: i64,
+        listings: &[(PathBuf, Listing)],
+    ) -> Result<bool> {
+        on_backend!(self, b => b.keep_listings(run, version, listings).await)
+    }
+
+    pub(crate) async fn holds_inputs_under(&self, folder: &Path) -> Result<bool> {
+        on_backend!(self, b => b.holds_inputs_under(folder).await)
+    }
+
+    pub(crate) async fn look_up_inputs(
+        &self,
+        run: RunId,
+        files: &[(&Path, u64, i64)],
+    ) -> Result<Vec<(Lookup, Option<i64>)>> {
+        on_backend!(self, b => b.look_up_inputs(run, files).await)
+    }
+
+    pub(crate) async fn planned_output_owners(
+        &self,
+        outputs: &[PathBuf],
+    ) -> Result<std::collections::HashMap<PathBuf, PathBuf>> {
+        on_backend!(self, b => b.planned_output_owners(outputs).await)
+    }
+
+    pub(crate) async fn record_scan_batch(
+        &self,
+        run: RunId,
+        batch: &ScanBatch,
+    ) -> Result<(Vec<i64>, VersionStep)> {
+        on_backend!(self, b => b.record_scan_batch(run, batch).await)
+    }
+
+    pub(crate) async fn complete_walk(
+        &self,
+        run: RunId,
+        found: &FoundInputs,
+    ) -> Result<(u64, VersionStep)> {
+        on_backend!(self, b => b.complete_walk(run, found).await)
+    }
+}
+
+// Claims and transitions: each a compare-and-set on the image's status.
+impl Ledger {
+    /// Moves up to `n` `new` images that have an input of `run` to `uploading`, held by `run`,
+    /// oldest first. Two processes claiming at once never get the same image.
+    pub async fn claim_for_upload(&self, run: RunId, n: u32) -> Result<Vec<Claim>> {
+        on_backend!(self, b => b.claim_for_upload(run, n).await)
+    }
+
+    /// `uploading` (held by `run`) → `processing` with the job id; counts the upload as an
+    /// attempt. Durable before it returns: the job id is what keeps the next run from paying
+    /// again. A claim taken over by another run is `Error::ClaimLost`.
+    pub async fn mark_processing(&self, run: RunId, sha: &Sha256, job_id: &str) -> Result<()> {
+        on_backend!(self, b => b.mark_processing(run, sha, job_id).await)
+    }
+
+    /// `processing` → `done`, recording the result and clearing any earlier error.
+    pub async fn mark_done(&self, sha: &Sha256, done: &DoneRecord) -> Result<()> {
+        on_backend!(self, b => b.mark_done(sha, done).await)
+    }
+
+    /// `uploading` (held by `run`) or `processing` → `failed`, recording the error; an upload
+    /// that failed while sending counts as an attempt.
+    pub async fn mark_failed(&self, run: RunId, sha: &Sha256, failure: &Failure) -> Result<()> {
+        on_backend!(self, b => b.mark_failed(run, sha, failure).await)
+    }
+
+    /// `uploading` (held by `run`) → `new` without counting an attempt (nothing was sent).
+    pub async fn release_claim(&self, run: RunId, sha: &Sha256) -> Result<()> {
+        on_backend!(self, b => b.release_claim(run, sha).await)
+    }
+
+    /// Deletes a `new` image that no input holds any more; returns whether it was deleted.
+    pub async fn forget_unused(&self, sha: &Sha256) -> Result<bool> {
+        on_backend!(self, b => b.forget_unused(sha).await)
+    }
+
+    /// `failed` → `new` for the given images (all failed ones when `None`); returns how many.
+    pub async fn requeue(&self, shas: Option<&[Sha256]>) -> Result<u64> {
+        on_backend!(self, b => b.requeue(shas).await)
+    }
+
+    /// What the user asked to retry: each failed image back to `new`, except a job eraser only
+    /// stopped waiting for, which goes back to `processing` to be polled again.
+    pub async fn retry_failed(&self, shas: Option<&[Sha256]>) -> Result<Retried> {
+        on_backend!(self, b => b.retry_failed(shas).await)
+    }
+
+    /// `done` → `new`: the result is lost and cannot be fetched again.
+    pub async fn reset_done(&self, sha: &Sha256) -> Result<()> {
+        on_backend!(self, b => b.reset_done(sha).await)
+    }
+
+    /// Counts `n` uploads of the image that may have created a job eraser never heard of.
+    pub async fn note_repeat_uploads(&self, sha: &Sha256, n: u32) -> Result<()> {
+        on_backend!(self, b => b.note_repeat_uploads(sha, n).await)
+    }
+
+    /// Forgets where a done image's result was stored (the file is gone), keeping its job and
+    /// URL so the next run downloads it again instead of uploading.
+    pub async fn clear_image_output(&self, sha: &Sha256) -> Result<()> {
+        on_backend!(self, b => b.clear_image_output(sha).await)
+    }
+}
+
+// Outputs of inputs.
+impl Ledger {
+    /// Records that `output` was written for the input at `path`, in `run`'s OUT.
+    pub async fn set_input_output(&self, run: RunId, path: &Path, output: &Path) -> Result<()> {
+        on_backend!(self, b => b.set_input_output(run, path, output).await)
+    }
+
+    /// Clears the recorded outputs of an input, in every OUT (its file turned out missing).
+    pub async fn clear_input_output(&self, path: &Path) -> Result<()> {
+        on_backend!(self, b => b.clear_input_output(path).await)
+    }
+}
+
+// Questions.
+impl Ledger {
+    /// Images by status (maintained counters, no scan).
+    pub async fn status_counts(&self) -> Result<StatusCounts> {
+        on_backend!(self, b => b.status_counts().await)
+    }
+
+    /// Inputs in total, by their image's outcome, and files found but not used (counters).
+    pub async fn input_counts(&self) -> Result<InputCounts> {
+        on_backend!(self, b => b.input_counts().await)
+    }
+
+    /// Credits summed over done images (counters).
+    pub async fn credits_used(&self) -> Result<CreditsUsed> {
+        on_backend!(self, b => b.credits_used().await)
+    }
+
+    /// Failed images grouped by error code, largest group first, with one message of each.
+    pub async fn failure_groups(&self) -> Result<Vec<FailureGroup>> {
+        on_backend!(self, b => b.failure_groups().await)
+    }
+
+    /// Jobs in `processing`, oldest first, at most `limit`.
+    pub async fn in_flight(&self, limit: u32) -> Result<Vec<InFlight>> {
+        on_backend!(self, b => b.in_flight(limit).await)
+    }
+
+    /// `processing` images with an input of `run` (the jobs to poll), oldest first.
+    pub async fn run_in_flight(&self, run: RunId) -> Result<Vec<InFlight>> {
+        on_backend!(self, b => b.run_in_flight(run).await)
+    }
+
+    /// The run's images (distinct contents among its inputs) by status, and its inputs.
+    pub async fn run_progress(&self, run: RunId) -> Result<RunProgress> {
+        on_backend!(self, b => b.run_progress(run).await)
+    }
+
+    /// The run's inputs with their image's state, paged by path.
+    pub async fn run_inputs(
+        &self,
+        run: RunId,
+        after: Option<&Path>,
+        limit: u32,
+    ) -> Result<Vec<InputState>> {
+        on_backend!(self, b => b.run_inputs(run, after, limit).await)
+    }
+
+    /// The run's inputs holding these bytes, by path, with their placement in the run's OUT.
+    pub async fn run_inputs_of_image(&self, run: RunId, sha: &Sha256) -> Result<Vec<InputRow>> {
+        on_backend!(self, b => b.run_inputs_of_image(run, sha).await)
+    }
+
+    /// The image with this content, if known.
+    pub async fn image(&self, sha: &Sha256) -> Result<Option<ImageRow>> {
+        on_backend!(self, b => b.image(sha).await)
+    }
+
+    /// The image the service knows under this job id, if any.
+    pub async fn image_by_job(&self, job_id: &str) -> Result<Option<ImageRow>> {
+        on_backend!(self, b => b.image_by_job(job_id).await)
+    }
+
+    /// The input at this path, if recorded.
+    pub async fn input(&self, path: &Path) -> Result<Option<InputRow>> {
+        on_backend!(self, b => b.input(path).await)
+    }
+
+    /// Every input holding these bytes, by path.
+    pub async fn inputs_of_image(&self, sha: &Sha256) -> Result<Vec<InputRow>> {
+        on_backend!(self, b => b.inputs_of_image(sha).await)
+    }
+
+    /// Why the file at `path` was not used, if a run found it so.
+    pub async fn rejected(&self, path: &Path) -> Result<Option<RejectedRow>> {
+        on_backend!(self, b => b.rejected(path).await)
+    }
+
+    /// Images, optionally of one status, paged by sha256.
+    pub async fn list_images(
+        &self,
+        status: Option<ImageStatus>,
+        after: Option<&Sha256>,
+        limit: u32,
+    ) -> Result<Vec<ImageRow>> {
+        on_backend!(self, b => b.list_images(status, after, limit).await)
+    }
+
+    /// Files found but not used, optionally of one kind, paged by path.
+    pub async fn list_rejected(
+        &self,
+        kind: Option<RejectKind>,
+        after: Option<&Path>,
+        limit: u32,
+    ) -> Result<Vec<RejectedRow>> {
+        on_backend!(self, b => b.list_rejected(kind, after, limit).await)
+    }
+
+    /// Every input with its image's state, by path, streamed from one cursor.
+    pub fn export_inputs(&self) -> BoxStream<'_, Result<InputState>> {
+        on_backend!(self, b => b.export_inputs())
+    }
+
+    /// Every image, by sha256, streamed from one cursor.
+    pub fn export_images(&self) -> BoxStream<'_, Result<ImageRow>> {
+        on_backend!(self, b => b.export_images())
+    }
+
+    /// The ledger's soundness and its counters against a full recount (reads everything).
+    pub async fn check_consistency(&self) -> Result<ConsistencyReport> {
+        on_backend!(self, b => b.check_consistency().await)
     }
 }

@@ -1,7 +1,11 @@
-//! The eraser ledger: one SQLite file that remembers every image by content hash.
+//! The eraser ledger: remembers every image by content hash, every input file by path, and
+//! every run, in a SQLite file (the default) or a PostgreSQL database several machines share.
 //!
-//! [`Ledger`] is the only type that touches the database and this is the only crate that writes
-//! SQL. An image (unique content, keyed by SHA-256) moves through [`ImageStatus`]:
+//! [`Ledger`] is the one handle: its methods are every operation the pipeline and the commands
+//! need (runs and liveness, claims and transitions, a [`ScanSession`], questions), the same on
+//! both backends; no database type appears in them. This is the only crate that writes SQL.
+//!
+//! An image (unique content, keyed by SHA-256) moves through [`ImageStatus`]:
 //!
 //! | transition           | from                      | to           |
 //! |----------------------|---------------------------|--------------|
@@ -18,30 +22,27 @@
 //! \* or `processing`, keeping its job id, for a job eraser stopped waiting for (timed out): the
 //! next run polls it instead of paying for the image again.
 //!
-//! Every transition is a compare-and-set on the current status, so two processes sharing one
-//! ledger never both claim an image. Inputs (file paths, stored as raw OS bytes) point at their
-//! image; runs register host, pid and heartbeat so `recover` only takes back claims of dead runs.
+//! Every transition is a compare-and-set on the current status (and, for a claim, on the run
+//! holding it), so two processes sharing one ledger never both claim an image, and a run whose
+//! claim was taken over cannot overwrite the new owner's record. Runs register host, pid and
+//! heartbeat so `recover` only takes back claims of dead runs.
 //!
-//! The schema lives in the workspace's `migrations/` folder and is embedded as [`MIGRATOR`].
+//! The schema and its rules: `docs/ledger.md`; the migrations: `migrations/sqlite/`.
 
 mod error;
-mod images;
-mod inputs;
 mod ledger;
-mod listings;
+mod liveness;
+mod location;
 mod model;
-mod open;
-mod queries;
-mod rejected;
 mod rows;
-mod runs;
-mod walks;
+mod scan;
+mod sqlite;
 
 pub use error::{Error, ErrorKind};
-pub use ledger::Ledger;
-pub use listings::{InputsState, Listing};
+pub use ledger::{Ledger, OpenOptions};
+pub use location::{Location, PostgresUrl};
 pub use model::*;
-pub use open::OpenOptions;
+pub use scan::{Content, FoundInput, Listing, Lookup, Root, ScanBatch, ScanSession};
 
 /// A run whose heartbeat is older than this is dead (on other hosts; on the same host its pid
 /// is checked too): its claims can be taken back, and the ledger's format upgraded.
@@ -50,5 +51,7 @@ pub const RUN_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The ledger schema, applied on open (embedded at build time from `migrations/`).
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+/// The embedded ledger's migrations (for tests that build a ledger by hand).
+pub fn sqlite_migrator() -> &'static sqlx::migrate::Migrator {
+    &sqlite::MIGRATOR
+}

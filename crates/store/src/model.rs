@@ -153,119 +153,6 @@ pub struct RejectedRow {
     pub seen_at: DateTime<Utc>,
 }
 
-/// An input a run found unchanged (see [`crate::Ledger::record_unchanged`]).
-#[derive(Debug, Clone)]
-pub struct SeenInput {
-    pub path: PathBuf,
-    /// Its output in this run's OUT, used only when it has none there yet.
-    pub planned_output: PathBuf,
-}
-
-/// What the ledger holds of a found file (path, size, mtime), for [`Ledger::look_up_inputs`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
-    /// Not recorded, or recorded with another size or mtime: to hash.
-    Changed,
-    /// Recorded with this size and mtime, but this run must record it (an earlier walk did not
-    /// find it, or no complete walk into this run's OUT has found it as it is, so it may have
-    /// no plan there): [`Ledger::record_unchanged`].
-    Unchanged,
-    /// Recorded with this size and mtime and found as it is by a complete walk into this run's
-    /// OUT (so planned there): nothing to write. This run's complete walk counts it as found
-    /// ([`FoundInputs`]).
-    Current(InputId),
-}
-
-/// An input's row id: how a walk tells the ledger which recorded inputs it found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct InputId(pub i64);
-
-/// The [`Lookup::Current`] inputs a walk found: one bit per row id (125 KiB per million
-/// inputs), so that inputs a complete walk did not find can be told apart without a write per
-/// file found.
-#[derive(Debug, Default)]
-pub struct FoundInputs {
-    bits: Vec<u64>,
-    /// Ids too large for the bitmap (never in practice: SQLite hands out row ids in order).
-    others: std::collections::HashSet<i64>,
-    /// Folders whose every input was found without a lookup (their listing was kept).
-    folders: std::collections::HashSet<PathBuf>,
-    len: u64,
-}
-
-impl FoundInputs {
-    /// Largest id kept in the bitmap (16 MiB of bits).
-    const BITMAP_IDS: i64 = 1 << 27;
-
-    /// Adds an input; false when it was already there.
-    pub fn insert(&mut self, id: InputId) -> bool {
-        let added = match Self::slot(id) {
-            Some((word, bit)) => {
-                if self.bits.len() <= word {
-                    self.bits.resize(word + 1, 0);
-                }
-                let fresh = self.bits[word] & bit == 0;
-                self.bits[word] |= bit;
-                fresh
-            }
-            None => self.others.insert(id.0),
-        };
-        self.len += u64::from(added);
-        added
-    }
-
-    pub fn contains(&self, id: InputId) -> bool {
-        match Self::slot(id) {
-            Some((word, bit)) => self.bits.get(word).is_some_and(|w| w & bit != 0),
-            None => self.others.contains(&id.0),
-        }
-    }
-
-    /// Adds every input of `folder` (the `files` a kept listing names), found without lookups.
-    pub fn insert_folder(&mut self, folder: PathBuf, files: u64) {
-        if self.folders.insert(folder) {
-            self.len += files;
-        }
-    }
-
-    /// Whether the input at `path` was found, by its id or as a file of a folder found whole.
-    pub fn holds(&self, id: InputId, path: &std::path::Path) -> bool {
-        self.contains(id) || path.parent().is_some_and(|f| self.folders.contains(f))
-    }
-
-    /// How many distinct inputs were added.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn slot(id: InputId) -> Option<(usize, u64)> {
-        if !(0..Self::BITMAP_IDS).contains(&id.0) {
-            return None;
-        }
-        let id = usize::try_from(id.0).ok()?;
-        Some((id / 64, 1 << (id % 64)))
-    }
-}
-
-/// An input file as seen by the scan, ready to record.
-#[derive(Debug, Clone)]
-pub struct InputRecord {
-    /// Absolute, normalised path (non-UTF-8 bytes kept).
-    pub path: PathBuf,
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub sha256: Sha256,
-    /// `jpeg`, `png` or `webp`.
-    pub format: String,
-    /// Where this input's result goes (decided by the cli, kept stable by the ledger:
-    /// when the path already has a planned output, the stored one wins).
-    pub planned_output: PathBuf,
-}
-
 /// An image claimed for upload by a run.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -317,8 +204,6 @@ pub struct ImageRow {
     pub sha256: Sha256,
     pub size: u64,
     pub format: String,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
     pub status: ImageStatus,
     pub job_id: Option<String>,
     pub output_url: Option<String>,
@@ -413,7 +298,7 @@ pub struct FailureGroup {
 }
 
 /// Credits summed over done images.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CreditsUsed {
     pub p_credits: i64,
     pub s_credits: i64,
@@ -428,37 +313,57 @@ pub struct RunProgress {
     pub inputs: u64,
 }
 
-/// A run's progress at its end, and whether it was a count kept by an earlier run over the
-/// same folders in the same ledger state (see [`crate::Ledger::end_progress`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndProgress {
-    pub progress: RunProgress,
-    pub reused: bool,
+/// Every counter the ledger keeps, as kept or as recounted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counted {
+    pub images: StatusCounts,
+    pub inputs: InputCounts,
+    pub credits: CreditsUsed,
 }
 
 /// What `check_consistency` found (for tests and `eraser ledger verify`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ConsistencyReport {
-    /// Lines of `PRAGMA integrity_check`; `["ok"]` when the file is sound.
+    /// The database's own check (`PRAGMA integrity_check` on SQLite); `["ok"]` when sound.
     pub integrity: Vec<String>,
-    /// Rows whose foreign keys point nowhere (`PRAGMA foreign_key_check`).
+    /// Rows whose references point nowhere.
     pub foreign_key_violations: u64,
-    /// The maintained counts table.
+    /// Images by status as kept, and recounted.
     pub counts_table: StatusCounts,
-    /// The same counts from a full recount of the images table.
     pub recount: StatusCounts,
-    /// The maintained input tallies.
+    /// Inputs and files not used as kept, and recounted.
     pub input_counts_table: InputCounts,
-    /// The same tallies from a full recount of the inputs and rejected files.
     pub input_recount: InputCounts,
+    /// Credits of done images as kept, and recounted.
+    pub credits_table: CreditsUsed,
+    pub credits_recount: CreditsUsed,
 }
 
 impl ConsistencyReport {
-    /// True when the file is sound, every reference resolves and the counts are exact.
+    pub(crate) fn new(
+        integrity: Vec<String>,
+        foreign_key_violations: u64,
+        kept: Counted,
+        recount: Counted,
+    ) -> Self {
+        Self {
+            integrity,
+            foreign_key_violations,
+            counts_table: kept.images,
+            recount: recount.images,
+            input_counts_table: kept.inputs,
+            input_recount: recount.inputs,
+            credits_table: kept.credits,
+            credits_recount: recount.credits,
+        }
+    }
+
+    /// True when the database is sound, every reference resolves and every counter is exact.
     pub fn is_ok(&self) -> bool {
         self.integrity == ["ok"]
             && self.foreign_key_violations == 0
             && self.counts_table == self.recount
             && self.input_counts_table == self.input_recount
+            && self.credits_table == self.credits_recount
     }
 }

@@ -1,18 +1,22 @@
-//! Rows as SQLite returns them (plain integers, text and blobs) and their checked conversion
-//! into the public row types. A value that does not decode is [`crate::Error::InvalidData`].
+//! Rows as the databases return them (plain integers, text, byte strings, timestamps) and
+//! their checked conversion into the public row types, shared by both backends. A value that
+//! does not decode is [`crate::Error::InvalidData`] naming the ledger.
 
 use chrono::{DateTime, Utc};
 
-use crate::ledger::{path_from_bytes, to_u64};
-use crate::{ImageRow, ImageStatus, InputRow, InputState, Ledger, Result, RunId, Sha256};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt as _;
+use std::path::PathBuf;
+
+use crate::{
+    Error, ImageRow, ImageStatus, InputRow, InputState, RejectedRow, Result, RunId, Sha256,
+};
 
 /// An `images` row (every column but the raw response).
 pub(crate) struct RawImage {
     pub sha256: Vec<u8>,
     pub size: i64,
     pub format: String,
-    pub width: Option<i64>,
-    pub height: Option<i64>,
     pub status: String,
     pub claimed_by: Option<i64>,
     pub job_id: Option<String>,
@@ -46,6 +50,15 @@ pub(crate) struct RawInput {
     pub missing: Option<i64>,
 }
 
+/// A `rejected_inputs` row, before its kind is checked.
+pub(crate) struct RawRejected {
+    pub path: Vec<u8>,
+    pub kind: String,
+    pub reason: String,
+    pub run: i64,
+    pub seen_at: DateTime<Utc>,
+}
+
 /// An `inputs` row joined with the state of its image.
 pub(crate) struct RawInputState {
     pub path: Vec<u8>,
@@ -66,7 +79,14 @@ pub(crate) struct RawInputState {
     pub error_message: Option<String>,
 }
 
-impl Ledger {
+/// Decodes rows of the ledger shown as the wrapped name (named in errors).
+pub(crate) struct Decoder<'a>(pub &'a str);
+
+impl Decoder<'_> {
+    fn invalid(&self, detail: impl std::fmt::Display) -> Error {
+        Error::invalid(self.0, detail)
+    }
+
     /// An image's key: its 32 bytes.
     pub(crate) fn decode_sha(&self, bytes: &[u8]) -> Result<Sha256> {
         <[u8; 32]>::try_from(bytes)
@@ -92,8 +112,6 @@ impl Ledger {
             sha256: self.decode_sha(&r.sha256)?,
             size: to_u64(r.size),
             format: r.format,
-            width: r.width.and_then(|w| u32::try_from(w).ok()),
-            height: r.height.and_then(|h| u32::try_from(h).ok()),
             status: self.decode_status(&r.status)?,
             job_id: r.job_id,
             output_url: r.output_url,
@@ -152,6 +170,31 @@ impl Ledger {
             error_message: r.error_message,
         })
     }
+
+    pub(crate) fn decode_rejected(&self, r: RawRejected) -> Result<RejectedRow> {
+        Ok(RejectedRow {
+            path: path_from_bytes(r.path),
+            kind: r.kind.parse().map_err(|e: String| self.invalid(e))?,
+            reason: r.reason,
+            run: r.run,
+            seen_at: r.seen_at,
+        })
+    }
+}
+
+/// A stored path back from its raw bytes.
+pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(OsString::from_vec(bytes))
+}
+
+/// Counts and sizes are non-negative in the schema; a negative one decodes as 0.
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Sizes larger than a database integer saturate (no real file comes close).
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Counters saturate instead of wrapping.

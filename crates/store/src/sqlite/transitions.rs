@@ -5,21 +5,20 @@
 //! (`mark_processing`) and when an upload failed while sending (`mark_failed` from `uploading`);
 //! a job that fails later (`mark_failed` from `processing`) was already counted.
 
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::ledger::{now_text, path_bytes, path_from_bytes, to_i64, to_u64};
+use super::{Sqlite, now_text, path_bytes, path_from_bytes, to_i64, to_u64};
+use crate::liveness::{RunLiveness, this_host};
 use crate::rows::to_u32;
-use crate::runs::{RunLiveness, this_host};
-use crate::{
-    Claim, DoneRecord, Error, Failure, ImageStatus, Ledger, Result, Retried, RunId, Sha256,
-};
+use crate::{Claim, DoneRecord, Error, Failure, ImageStatus, Result, Retried, RunId, Sha256};
 
-impl Ledger {
+impl Sqlite {
     /// Forgets where a done image's result was stored (the file is gone), keeping the job and
     /// its URL so the next run downloads it again instead of uploading.
-    pub async fn clear_image_output(&self, sha: &Sha256) -> Result<()> {
+    pub(crate) async fn clear_image_output(&self, sha: &Sha256) -> Result<()> {
         let key = &sha.0[..];
         let now = now_text();
         let done = sqlx::query!(
@@ -39,31 +38,29 @@ impl Ledger {
     ///
     /// One `begin immediate` transaction picks and claims, so two processes claiming at once
     /// never get the same image. Images are taken oldest first (in the order they were recorded).
-    pub async fn claim_for_upload(&self, run: RunId, n: u32) -> Result<Vec<Claim>> {
+    pub(crate) async fn claim_for_upload(&self, run: RunId, n: u32) -> Result<Vec<Claim>> {
         if n == 0 {
             return Ok(Vec::new());
         }
         let limit = i64::from(n);
         let now = now_text();
         let mut tx = self.begin_write().await?;
+        // The image's first input that is the run's: present, under one of the run's roots
+        // (roots never overlap, so the one starting last at or before the path decides).
         let picked = sqlx::query!(
-            r#"select i.id, i.sha256, i.size, i.format, i.attempts,
-                      (select min(p.path) from inputs as p indexed by inputs_image
-                       where p.image_id = i.id
-                         and (exists (select 1 from run_inputs as ri where ri.run = ?1 and ri.path = p.path)
-                              or p.missing is null
-                                 and exists (select 1 from run_roots as w
-                                             where w.run = ?1 and p.path > w.lo and p.path < w.hi)))
-                      as "source_path!: Vec<u8>"
-               from images as i
-               where i.status = 'new'
-                 and exists (select 1 from inputs as p indexed by inputs_image
-                             where p.image_id = i.id
-                               and (exists (select 1 from run_inputs as ri where ri.run = ?1 and ri.path = p.path)
-                                    or p.missing is null
-                                       and exists (select 1 from run_roots as w
-                                                   where w.run = ?1 and p.path > w.lo and p.path < w.hi)))
-               order by i.id
+            r#"select id as "id!: i64", sha256 as "sha256!: Vec<u8>", size as "size!: i64",
+                      format as "format!: String", attempts as "attempts!: i64",
+                      source_path as "source_path!: Vec<u8>"
+               from (select i.id, i.sha256, i.size, i.format, i.attempts,
+                            (select min(p.path) from inputs as p indexed by inputs_image
+                             where p.image_id = i.id and p.missing is null
+                               and p.path < (select w.hi from run_roots as w
+                                             where w.run = ?1 and w.lo <= p.path
+                                             order by w.lo desc limit 1)) as source_path
+                     from images as i
+                     where i.status = 'new'
+                     order by i.id)
+               where source_path is not null
                limit ?2"#,
             run.0,
             limit
@@ -86,7 +83,7 @@ impl Ledger {
             .map_err(|e| self.db_err(e))?;
             if claimed.rows_affected() == 1 {
                 claims.push(Claim {
-                    sha256: self.decode_sha(&row.sha256)?,
+                    sha256: self.rows().decode_sha(&row.sha256)?,
                     size: to_u64(row.size),
                     format: row.format,
                     source_path: path_from_bytes(row.source_path),
@@ -100,27 +97,33 @@ impl Ledger {
 
     /// `uploading` → `processing` with the job id; counts the upload as an attempt. Synced to
     /// disk before it returns: the job id is what keeps the next run from paying again.
-    pub async fn mark_processing(&self, sha: &Sha256, job_id: &str) -> Result<()> {
+    pub(crate) async fn mark_processing(
+        &self,
+        run: RunId,
+        sha: &Sha256,
+        job_id: &str,
+    ) -> Result<()> {
         let (key, now) = (&sha.0[..], now_text());
         let mut conn = self.durable_writer().await?;
         let done = sqlx::query!(
             "update images set status = 'processing', job_id = ?1, attempts = attempts + 1,
                  claimed_by = null, updated_at = ?2
-             where sha256 = ?3 and status = 'uploading'",
+             where sha256 = ?3 and status = 'uploading' and claimed_by = ?4",
             job_id,
             now,
-            key
+            key,
+            run.0
         )
         .execute(&mut *conn)
         .await;
         self.end_durable(conn).await;
         let done = done.map_err(|e| self.db_err(e))?;
-        self.expect_moved(done.rows_affected(), sha, ImageStatus::Processing)
+        self.expect_claim_moved(done.rows_affected(), sha, ImageStatus::Processing)
             .await
     }
 
     /// `processing` → `done`, recording the result and clearing any earlier error.
-    pub async fn mark_done(&self, sha: &Sha256, done: &DoneRecord) -> Result<()> {
+    pub(crate) async fn mark_done(&self, sha: &Sha256, done: &DoneRecord) -> Result<()> {
         let (key, now) = (&sha.0[..], now_text());
         let output_path = path_bytes(&done.output_path);
         let output_sha = done.output_sha256.map(|s| s.to_string());
@@ -152,45 +155,52 @@ impl Ledger {
 
     /// `uploading` or `processing` → `failed`, recording the error. Attempts + 1 when failing
     /// from `uploading` (the failed upload); a `processing` job was counted when it was accepted.
-    pub async fn mark_failed(&self, sha: &Sha256, failure: &Failure) -> Result<()> {
+    pub(crate) async fn mark_failed(
+        &self,
+        run: RunId,
+        sha: &Sha256,
+        failure: &Failure,
+    ) -> Result<()> {
         let (key, now) = (&sha.0[..], now_text());
         let done = sqlx::query!(
             "update images set status = 'failed',
                  attempts = attempts + (status = 'uploading'),
                  error_code = ?1, error_message = ?2, retryable = ?3, claimed_by = null, updated_at = ?4
-             where sha256 = ?5 and status in ('uploading', 'processing')",
+             where sha256 = ?5
+               and (status = 'processing' or status = 'uploading' and claimed_by = ?6)",
             failure.code,
             failure.message,
             failure.retryable,
             now,
-            key
+            key,
+            run.0
         )
         .execute(&self.write)
         .await
         .map_err(|e| self.db_err(e))?;
-        self.expect_moved(done.rows_affected(), sha, ImageStatus::Failed)
+        self.expect_claim_moved(done.rows_affected(), sha, ImageStatus::Failed)
             .await
     }
 
-    /// `uploading` → `new` without counting an attempt (the upload was never sent).
-    pub async fn release_claim(&self, sha: &Sha256) -> Result<()> {
+    pub(crate) async fn release_claim(&self, run: RunId, sha: &Sha256) -> Result<()> {
         let (key, now) = (&sha.0[..], now_text());
         let done = sqlx::query!(
             "update images set status = 'new', claimed_by = null, updated_at = ?1
-             where sha256 = ?2 and status = 'uploading'",
+             where sha256 = ?2 and status = 'uploading' and claimed_by = ?3",
             now,
-            key
+            key,
+            run.0
         )
         .execute(&self.write)
         .await
         .map_err(|e| self.db_err(e))?;
-        self.expect_moved(done.rows_affected(), sha, ImageStatus::New)
+        self.expect_claim_moved(done.rows_affected(), sha, ImageStatus::New)
             .await
     }
 
     /// Deletes a `new` image that no input holds any more (its only file changed before it
     /// was ever sent); returns whether it was deleted. Images with history are kept.
-    pub async fn forget_unused(&self, sha: &Sha256) -> Result<bool> {
+    pub(crate) async fn forget_unused(&self, sha: &Sha256) -> Result<bool> {
         let key = &sha.0[..];
         let done = sqlx::query!(
             "delete from images
@@ -207,7 +217,7 @@ impl Ledger {
     /// `failed` → `new` for the given images (all failed ones when `None`). Returns how many.
     /// Images that are not `failed` are left as they are (and not counted). The last error
     /// stays on the row until the next outcome replaces it.
-    pub async fn requeue(&self, shas: Option<&[Sha256]>) -> Result<u64> {
+    pub(crate) async fn requeue(&self, shas: Option<&[Sha256]>) -> Result<u64> {
         let now = now_text();
         let Some(shas) = shas else {
             let done = sqlx::query!(
@@ -252,7 +262,7 @@ impl Ledger {
     /// which goes back to `processing` with its job id, so the next run polls that job (the
     /// service may have finished it) instead of paying for the image again. `None` = every
     /// failed image.
-    pub async fn retry_failed(&self, shas: Option<&[Sha256]>) -> Result<Retried> {
+    pub(crate) async fn retry_failed(&self, shas: Option<&[Sha256]>) -> Result<Retried> {
         let now = now_text();
         let mut tx = self.begin_write().await?;
         let mut retried = Retried::default();
@@ -302,7 +312,7 @@ impl Ledger {
 
     /// `done` → `new`: the stored result is unusable and cannot be fetched again. Clears the
     /// job, the result and its credits, so the image is uploaded afresh.
-    pub async fn reset_done(&self, sha: &Sha256) -> Result<()> {
+    pub(crate) async fn reset_done(&self, sha: &Sha256) -> Result<()> {
         let (key, now) = (&sha.0[..], now_text());
         let done = sqlx::query!(
             "update images set status = 'new', job_id = null, output_url = null, output_path = null,
@@ -321,7 +331,7 @@ impl Ledger {
 
     /// Counts `n` uploads of the image that may have created a job eraser never heard of (the
     /// reply lost after the whole image had gone out) in its `repeat_uploads`, whatever its status.
-    pub async fn note_repeat_uploads(&self, sha: &Sha256, n: u32) -> Result<()> {
+    pub(crate) async fn note_repeat_uploads(&self, sha: &Sha256, n: u32) -> Result<()> {
         let (key, now) = (&sha.0[..], now_text());
         sqlx::query!(
             "update images set repeat_uploads = repeat_uploads + ?1, updated_at = ?2
@@ -342,7 +352,7 @@ impl Ledger {
     ///
     /// Liveness is judged under the write lock, so a heartbeat cannot slip in between the
     /// judgement and the update.
-    pub async fn recover(&self, stale_after: Duration) -> Result<u64> {
+    pub(crate) async fn recover(&self, stale_after: Duration) -> Result<u64> {
         let (host, now) = (this_host(), now_text());
         let judged_at = Utc::now();
         let mut tx = self.begin_write().await?;
@@ -392,6 +402,71 @@ impl Ledger {
         .rows_affected();
         tx.commit().await.map_err(|e| self.db_err(e))?;
         Ok(reclaimed)
+    }
+
+    /// Records that `output` was written for the input at `path`, in `run`'s OUT.
+    pub(crate) async fn set_input_output(
+        &self,
+        run: RunId,
+        path: &Path,
+        output: &Path,
+    ) -> Result<()> {
+        let (key, output) = (path_bytes(path), path_bytes(output));
+        let now = now_text();
+        let done = sqlx::query!(
+            "insert into placements (path, out_root, planned, written, updated_at)
+             select ?2, coalesce((select r.out_root from runs as r where r.id = ?3), x''), ?1, ?1, ?4
+             where exists (select 1 from inputs where path = ?2)
+             on conflict (path, out_root) do update set written = excluded.written, updated_at = excluded.updated_at",
+            output,
+            key,
+            run.0,
+            now
+        )
+        .execute(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::UnknownInput {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Clears the recorded outputs of an input, in every OUT (its file turned out missing or wrong).
+    pub(crate) async fn clear_input_output(&self, path: &Path) -> Result<()> {
+        let key = path_bytes(path);
+        sqlx::query!("update placements set written = null where path = ?1", key)
+            .execute(&self.write)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        let known = sqlx::query_scalar!(
+            r#"select count(*) as "n!: i64" from inputs where path = ?1"#,
+            key
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        if known == 0 {
+            return Err(Error::UnknownInput {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`Sqlite::expect_moved`] for a transition of a claim: an image that is no longer this
+    /// run's to move (taken back to `new`, or claimed by another run) is [`Error::ClaimLost`].
+    async fn expect_claim_moved(&self, rows: u64, sha: &Sha256, to: ImageStatus) -> Result<()> {
+        match self.expect_moved(rows, sha, to).await {
+            Err(Error::IllegalTransition { from, .. }) if from == "new" || from == "uploading" => {
+                Err(Error::ClaimLost {
+                    sha256: sha.to_string(),
+                })
+            }
+            other => other,
+        }
     }
 
     /// After a compare-and-set: one row moved is success; none means the image is missing or
