@@ -58,6 +58,7 @@
 //! # }
 //! ```
 
+pub mod atomic;
 mod client;
 mod create_job;
 mod download;
