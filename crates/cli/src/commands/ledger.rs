@@ -72,7 +72,7 @@ async fn open_existing(path: &Path) -> anyhow::Result<Ledger> {
         ))
         .into());
     }
-    Ledger::open_existing(path).await.map_err(|e| {
+    Ledger::open_existing(&eraser_store::Location::file(path)).await.map_err(|e| {
         LedgerUnavailable {
             path: path.to_path_buf(),
             cause: Box::new(e),
@@ -120,7 +120,7 @@ async fn status(ledger: &Ledger, json: bool, out: &mut impl Write) -> anyhow::Re
             since: job.updated_at,
         });
     let report = StatusReport {
-        ledger: ledger.path().display().to_string(),
+        ledger: ledger.location().to_string(),
         images,
         inputs: ledger.input_counts().await?,
         in_flight: images.processing,
@@ -236,8 +236,6 @@ struct ImageJson<'a> {
     status: ImageStatus,
     size: u64,
     format: &'a str,
-    width: Option<u32>,
-    height: Option<u32>,
     job_id: Option<&'a str>,
     output_url: Option<&'a str>,
     output_path: Option<Cow<'a, str>>,
@@ -264,8 +262,6 @@ impl<'a> From<&'a ImageRow> for ImageJson<'a> {
             status: r.status,
             size: r.size,
             format: &r.format,
-            width: r.width,
-            height: r.height,
             job_id: r.job_id.as_deref(),
             output_url: r.output_url.as_deref(),
             output_path: r.output_path.as_deref().map(Path::to_string_lossy),
@@ -589,11 +585,7 @@ fn render_image(r: &ImageRow, inputs: &[InputRow]) -> String {
     };
     row("sha256", r.sha256.to_string());
     row("status", r.status.to_string());
-    let dims = match (r.width, r.height) {
-        (Some(w), Some(h)) => format!(", {w}×{h}"),
-        _ => String::new(),
-    };
-    row("format", format!("{} ({} bytes{dims})", r.format, r.size));
+    row("format", format!("{} ({} bytes)", r.format, r.size));
     row("job", r.job_id.clone().unwrap_or_else(|| "-".into()));
     if let Some(p) = &r.output_path {
         let sha = r

@@ -108,7 +108,7 @@ async fn open_or_create(path: &Path) -> Result<Ledger, LedgerUnavailable> {
             cause: format!("cannot create the ledger's folder {}: {e}", dir.display()).into(),
         })?;
     }
-    Ledger::open(path).await.map_err(|e| LedgerUnavailable {
+    Ledger::open(&eraser_store::Location::file(path)).await.map_err(|e| LedgerUnavailable {
         path: path.to_path_buf(),
         cause: Box::new(e),
     })

@@ -71,28 +71,6 @@ fn join_inside(out: &Path, dirs: &Path, name: &OsStr) -> Option<PathBuf> {
     Some(path)
 }
 
-/// The hidden file a result is staged in beside its destination, before the rename.
-/// The pid in the name lets a later run tell a dead run's leftovers from a live run's work.
-pub fn staging_path(dest: &Path) -> PathBuf {
-    let mut name = OsString::from(".");
-    name.push(dest.file_name().unwrap_or_else(|| OsStr::new("output")));
-    name.push(format!(".eraser-part-{}", std::process::id()));
-    dest.with_file_name(name)
-}
-
-/// True for the names of staging and download temp files (ours or a dead run's).
-pub fn is_staging_name(name: &OsStr) -> Option<u32> {
-    let name = name.to_str()?;
-    if !name.starts_with('.') {
-        return None;
-    }
-    let (_, pid) = name
-        .rsplit_once(".eraser-part-")
-        .or_else(|| name.rsplit_once(".eraser-tmp-"))?;
-    let digits = pid.bytes().take_while(u8::is_ascii_digit).count();
-    pid[..digits].parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,22 +113,6 @@ mod tests {
             output_path(Path::new("/out"), Path::new(""), false, "jpg"),
             None
         );
-    }
-
-    #[test]
-    fn staging_names_carry_the_pid() {
-        let s = staging_path(Path::new("/out/a.jpg"));
-        let name = s.file_name().unwrap();
-        assert_eq!(is_staging_name(name), Some(std::process::id()));
-        assert_eq!(
-            is_staging_name(OsStr::new(".a.jpg.eraser-tmp-42-abc")),
-            Some(42)
-        );
-        assert_eq!(
-            is_staging_name(OsStr::new("..a.jpg.eraser-part-7.eraser-tmp-7-ab")),
-            Some(7)
-        );
-        assert_eq!(is_staging_name(OsStr::new("a.jpg")), None);
     }
 
     proptest::proptest! {

@@ -1,5 +1,5 @@
-//! How hard eraser pushes the service: adaptive jobs-in-flight (AIMD) and an optional
-//! request-rate cap.
+//! How hard eraser pushes the service: adaptive jobs in flight (AIMD), uploads in flight (what
+//! the jobs need), and an optional request-rate cap.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,88 +84,51 @@ impl Limiter {
     }
 }
 
-/// After the service refused an upload: until `until`, uploads only replace jobs of ours
-/// that finish (at most `level` at the service); more waits for the refusal's `Retry-After`.
-#[derive(Debug, Clone, Copy)]
-pub struct UploadHold {
-    pub until: Instant,
-    pub level: usize,
+/// How many create-jobs may be in flight at once: what `-j` needs by Little's law, bounded by
+/// `--upload-concurrency`, which is also what a kill in the middle of sending can cost (each
+/// upload in flight may have created a job whose id the kill lost).
+///
+/// To keep `jobs` at the service, a job must be sent every (processing + create-job time) /
+/// `jobs` seconds; each send takes the create-job time, so about `jobs × create / (processing +
+/// create)` are in flight at once, plus one so a slow reply does not leave a slot empty.
+#[derive(Debug)]
+pub struct UploadWindow {
+    cap: usize,
+    /// Create-job time (request sent to reply read), seconds, averaged over recent uploads.
+    create: Option<f64>,
 }
 
-impl UploadHold {
-    /// Shortest hold, so a refusal without `Retry-After` cannot turn into a stream of uploads.
-    const MIN: Duration = Duration::from_millis(200);
-    /// Longest hold, whatever `Retry-After` says.
-    const MAX: Duration = Duration::from_secs(20);
+impl UploadWindow {
+    /// The fewest in flight: a slow reply never leaves the service without a new job.
+    const MIN: usize = 2;
 
-    pub fn new(retry_after: Option<Duration>, level: usize) -> Self {
-        let wait = retry_after.unwrap_or_default().clamp(Self::MIN, Self::MAX);
+    pub fn new(cap: usize) -> Self {
         Self {
-            until: Instant::now() + wait,
-            level,
+            cap: cap.max(1),
+            create: None,
         }
     }
 
-    /// Uploads allowed now beside `at_service` jobs and uploads under way (`None`: no hold).
-    pub fn allows(&self, at_service: usize) -> Option<usize> {
-        (Instant::now() < self.until).then(|| self.level.saturating_sub(at_service))
-    }
-}
-
-/// How long something has gone on without a break (the service refusing every upload, or not
-/// reached at all); past the limit (`--outage-timeout`) the service counts as unavailable.
-#[derive(Debug)]
-pub struct Patience {
-    limit: Duration,
-    since: Option<Instant>,
-}
-
-impl Patience {
-    pub fn new(limit: Duration) -> Self {
-        Self { limit, since: None }
+    /// A create-job took `took`.
+    pub fn took(&mut self, took: Duration) {
+        let t = took.as_secs_f64();
+        self.create = Some(self.create.map_or(t, |c| c * 0.8 + t * 0.2));
     }
 
-    /// It happened again at `now`: how long it has lasted, once that reaches the limit.
-    pub fn lapsed(&mut self, now: Instant) -> Option<Duration> {
-        let lasted = now.saturating_duration_since(*self.since.get_or_insert(now));
-        (lasted >= self.limit).then_some(lasted)
-    }
-
-    /// Whether it is going on (happened, not reset since).
-    pub fn running(&self) -> bool {
-        self.since.is_some()
-    }
-
-    /// It stopped: the next time starts the count again.
-    pub fn reset(&mut self) {
-        self.since = None;
-    }
-}
-
-/// How long the service has refused every upload (429) while holding none of this run's jobs.
-/// A refusal while it holds some of the run's jobs is throttling, not absence, and starts the
-/// clock again.
-#[derive(Debug)]
-pub struct RefusalClock(Patience);
-
-impl RefusalClock {
-    pub fn new(limit: Duration) -> Self {
-        Self(Patience::new(limit))
-    }
-
-    /// An upload refused at `now` while the service held `accepted` of the run's jobs: how long
-    /// every upload has been refused with none held, once that reaches the patience.
-    pub fn refused(&mut self, accepted: usize, now: Instant) -> Option<Duration> {
-        if accepted > 0 {
-            self.0.reset();
-            return None;
-        }
-        self.0.lapsed(now)
-    }
-
-    /// The service accepted an upload.
-    pub fn accepted(&mut self) {
-        self.0.reset();
+    /// Uploads that may be in flight beside `jobs` jobs allowed at the service.
+    pub fn size(&self, jobs: usize, eta: &super::schedule::Eta) -> usize {
+        let Some(create) = self.create else {
+            // Nothing measured yet: the first wave goes out as fast as the cap allows.
+            return self.cap;
+        };
+        let processing = eta.overall().unwrap_or(1.0).max(0.0);
+        let needed = jobs as f64 * create / (processing + create).max(f64::EPSILON);
+        let needed = if needed.is_finite() {
+            needed.ceil() as usize + 1
+        } else {
+            self.cap
+        };
+        needed.clamp(Self::MIN.min(self.cap), self.cap)
     }
 }
 
@@ -179,7 +142,7 @@ pub struct RateLimit {
 impl RateLimit {
     pub fn new(per_second: f64) -> Option<Self> {
         (per_second.is_finite() && per_second > 0.0).then(|| Self {
-            interval: Duration::from_secs_f64(1.0 / per_second),
+            interval: Duration::try_from_secs_f64(1.0 / per_second).unwrap_or(Duration::MAX),
             next: tokio::sync::Mutex::new(Instant::now()),
         })
     }
@@ -236,9 +199,6 @@ impl Hooks {
 mod tests {
     use super::*;
 
-    /// An outage timeout of the tests' own (not the default, so nothing depends on it).
-    const LIMIT: Duration = Duration::from_secs(45);
-
     #[test]
     fn throttling_halves_and_completions_grow_back() {
         let l = Limiter::new(32);
@@ -267,73 +227,24 @@ mod tests {
     }
 
     #[test]
-    fn a_hold_lets_uploads_replace_jobs_up_to_its_level_until_it_ends() {
-        let hold = UploadHold::new(Some(Duration::from_secs(5)), 4);
-        assert_eq!(hold.allows(1), Some(3));
-        assert_eq!(hold.allows(6), Some(0));
-        let past = UploadHold {
-            until: Instant::now(),
-            level: 4,
-        };
-        assert_eq!(past.allows(6), None);
+    fn the_first_uploads_go_out_as_fast_as_the_cap_allows() {
+        let w = UploadWindow::new(8);
+        assert_eq!(w.size(32, &super::super::schedule::Eta::default()), 8);
     }
 
     #[test]
-    fn a_hold_is_never_shorter_than_its_floor_nor_longer_than_its_cap() {
-        let at = Instant::now();
-        let zero = UploadHold::new(Some(Duration::ZERO), 1);
-        assert!(zero.until >= at + UploadHold::MIN);
-        let long = UploadHold::new(Some(Duration::from_secs(3600)), 1);
-        assert!(long.until <= Instant::now() + UploadHold::MAX);
-    }
-
-    #[test]
-    fn patience_runs_from_the_first_time_until_a_reset() {
-        let start = Instant::now();
-        let mut patience = Patience::new(LIMIT);
-        assert!(!patience.running());
-        assert_eq!(patience.lapsed(start), None);
-        assert!(patience.running());
-        assert_eq!(patience.lapsed(start + LIMIT), Some(LIMIT));
-        patience.reset();
-        assert!(!patience.running());
-        assert_eq!(patience.lapsed(start + LIMIT * 2), None);
-    }
-
-    #[test]
-    fn refusals_with_no_job_at_the_service_end_the_patience_at_its_limit() {
-        let start = Instant::now();
-        let mut clock = RefusalClock::new(LIMIT);
-        assert_eq!(clock.refused(0, start), None);
-        let almost = start + LIMIT - Duration::from_millis(1);
-        assert_eq!(clock.refused(0, almost), None);
-        let past = start + LIMIT + Duration::from_secs(1);
-        assert_eq!(clock.refused(0, past), Some(LIMIT + Duration::from_secs(1)));
-    }
-
-    #[test]
-    fn an_accepted_upload_starts_the_patience_again() {
-        let start = Instant::now();
-        let mut clock = RefusalClock::new(LIMIT);
-        clock.refused(0, start);
-        clock.accepted();
-        let later = start + LIMIT;
-        assert_eq!(
-            clock.refused(0, later),
-            None,
-            "the clock starts at this refusal"
-        );
-        assert!(clock.refused(0, later + LIMIT).is_some());
-    }
-
-    #[test]
-    fn a_refusal_while_the_service_holds_jobs_of_the_run_is_throttling_not_absence() {
-        let start = Instant::now();
-        let mut clock = RefusalClock::new(LIMIT);
-        clock.refused(0, start);
-        let later = start + LIMIT;
-        assert_eq!(clock.refused(2, later), None);
-        assert_eq!(clock.refused(0, later), None, "held jobs reset the clock");
+    fn uploads_in_flight_follow_what_the_jobs_need_by_littles_law() {
+        let eta = super::super::schedule::Eta::starting_at(2.0);
+        let mut w = UploadWindow::new(16);
+        w.took(Duration::from_millis(300));
+        // 32 × 0.3 / 2.3 = 4.2: five, plus one.
+        assert_eq!(w.size(32, &eta), 6);
+        let mut fast = UploadWindow::new(16);
+        fast.took(Duration::from_millis(1));
+        assert_eq!(fast.size(32, &eta), 2, "never below two");
+        let mut slow = UploadWindow::new(4);
+        slow.took(Duration::from_secs(5));
+        assert_eq!(slow.size(32, &eta), 4, "never above the cap");
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Folder listings for the scan. The walk takes a folder whole when it lists it exactly as the
-//! listing the ledger kept for this OUT (see `eraser_store::Ledger::keep_listings`): its files
-//! need no lookup, and are not even sent. At the end of a complete walk the listings of the
-//! folders whose every file is in the ledger as listed are kept again.
+//! listing the ledger kept for this OUT (see `eraser_store::ScanSession::keep_listings`): its
+//! files need no lookup, and are not even sent. At the end of a complete walk the listings of
+//! the folders whose every file is in the ledger as listed are kept again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use eraser_store::{FoundInputs, InputsState, Listing};
+use eraser_store::Listing;
 
 /// Most kept listings loaded, and most folders tallied, in one scan (memory stays flat: past
 /// that, a tree's folders are looked up file by file).
@@ -25,36 +25,20 @@ struct Tally {
 /// What the scan knows of folder listings.
 #[derive(Default)]
 pub struct Listings {
-    /// The state of the inputs when the scan began (`None`: no listing is kept).
-    since: Option<InputsState>,
     tallies: HashMap<PathBuf, Tally>,
     /// Folders taken whole.
     pub folders_whole: u64,
 }
 
 impl Listings {
-    pub fn new(since: InputsState) -> Self {
-        Self {
-            since: Some(since),
-            ..Self::default()
-        }
-    }
-
     /// The walk listed `folder` so, and took it whole or not; returns how many of its files
-    /// were found without a lookup (added to `found`).
-    pub fn listed(
-        &mut self,
-        folder: PathBuf,
-        listing: Listing,
-        whole: bool,
-        found: &mut FoundInputs,
-    ) -> u64 {
+    /// were found without a lookup.
+    pub fn listed(&mut self, folder: PathBuf, listing: Listing, whole: bool) -> u64 {
         let settled = if whole { listing.files } else { 0 };
         if whole {
             self.folders_whole += 1;
-            found.insert_folder(folder.clone(), listing.files);
         }
-        if self.since.is_none() || self.tallies.len() >= MOST_FOLDERS {
+        if self.tallies.len() >= MOST_FOLDERS {
             return settled;
         }
         if let Some(t) = self.tallies.get_mut(&folder) {
@@ -87,16 +71,12 @@ impl Listings {
         }
     }
 
-    /// The state the scan began in, and the listings to keep: folders whose every file is in
-    /// the ledger as listed.
-    pub fn into_kept(self) -> Option<(InputsState, Vec<(PathBuf, Listing)>)> {
-        let since = self.since?;
-        let keep = self
-            .tallies
+    /// The listings to keep: folders whose every file is in the ledger as listed.
+    pub fn into_kept(self) -> Vec<(PathBuf, Listing)> {
+        self.tallies
             .into_iter()
             .filter(|(_, t)| !t.spoiled && t.settled == t.listing.files)
             .map(|(folder, t)| (folder, t.listing))
-            .collect();
-        Some((since, keep))
+            .collect()
     }
 }

@@ -1,15 +1,16 @@
-//! Putting results where they belong: the first input of an image gets the downloaded file,
-//! every other input with the same bytes gets a copy (or a hard link with `--link`).
+//! Files in OUT: where an input's output goes, whether eraser may write there, whether it is in
+//! place, and the two ways one is made (a download, a copy or hard link of an intact copy).
 //!
-//! Order of a placement, crash-safe: write the staging file beside the destination, fsync it,
-//! record the output in the ledger, rename onto the destination, fsync the folder. A kill at any
-//! point leaves either nothing at the destination, or a recorded file; a recorded file that is
-//! missing is simply placed again by the next run.
+//! Order of a placement, crash-safe: the file is staged beside its destination and synced
+//! ([`eraser_api::atomic::AtomicFile`]), recorded in the ledger, renamed onto the destination,
+//! the folder synced. A kill at any point leaves either nothing at the destination, or a
+//! recorded file; a recorded file that is missing is simply placed again by the next run.
 
-use std::io::{Read, Write};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use eraser_api::atomic::{AtomicFile, temp_file_pid};
 use eraser_api::{Client, ImageFormat, JobDone};
 use eraser_store::{DoneRecord, InputRow, InputState, Ledger, RunId, Sha256};
 use sha2::Digest as _;
@@ -25,13 +26,15 @@ pub struct Target {
     pub dest: PathBuf,
 }
 
-/// Why an input did not get its output.
+/// A file is at an input's output path that eraser did not write.
 #[derive(Debug, thiserror::Error)]
-pub enum PlaceError {
-    #[error("{}: a file is already there that eraser did not write (use --overwrite to replace it)", .0.display())]
-    Occupied(PathBuf),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
+#[error("{}: a file is already there that eraser did not write (use --overwrite to replace it)", .0.display())]
+pub struct Occupied(pub PathBuf);
+
+/// A result downloaded into place.
+pub struct Placed {
+    pub path: PathBuf,
+    pub got: eraser_api::Downloaded,
 }
 
 /// The destination of an input: its recorded output, else its planned one.
@@ -43,34 +46,60 @@ pub fn destination(input: &InputRow) -> Option<PathBuf> {
 }
 
 /// Whether eraser may write `dest` for `input`: nothing there, or a file the ledger says is ours.
-pub fn may_write(input: &InputRow, dest: &Path, overwrite: bool) -> Result<(), PlaceError> {
+pub fn may_write(input: &InputRow, dest: &Path, overwrite: bool) -> Result<(), Occupied> {
     if overwrite || input.output_path.as_deref() == Some(dest) {
         return Ok(());
     }
     match std::fs::symlink_metadata(dest) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        _ => Err(PlaceError::Occupied(dest.to_path_buf())),
+        _ => Err(Occupied(dest.to_path_buf())),
     }
 }
 
-/// Downloads a finished job's result for `target`, records the image as done, then renames
-/// it into place. Returns the final path and what was downloaded.
-pub async fn download_first(
+/// True when the recorded output of `input` is on disk with the expected size.
+pub async fn in_place(input: &InputRow, expected_size: Option<u64>) -> bool {
+    let Some(out) = &input.output_path else {
+        return false;
+    };
+    tokio::fs::metadata(out)
+        .await
+        .is_ok_and(|m| m.is_file() && expected_size.is_none_or(|s| s == m.len()))
+}
+
+/// [`in_place`] for each of `states`, on one blocking task (a `stat` each).
+pub async fn in_place_all(states: &[&InputState]) -> Vec<bool> {
+    let wanted: Vec<(Option<PathBuf>, Option<u64>)> = states
+        .iter()
+        .map(|s| (s.input.output_path.clone(), s.image_output_size))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        wanted
+            .into_iter()
+            .map(|(out, size)| {
+                out.is_some_and(|out| {
+                    std::fs::metadata(out)
+                        .is_ok_and(|m| m.is_file() && size.is_none_or(|s| s == m.len()))
+                })
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|_| vec![false; states.len()])
+}
+
+/// Downloads `url` for `target` and puts it in place under the extension of the format received.
+/// `finished` (the image and its job's reply) records the image done first: a job that just
+/// finished.
+pub async fn download(
     client: &Client,
     ledger: &Ledger,
-    sha: &Sha256,
-    done: &JobDone,
+    url: &str,
     target: &Target,
-) -> anyhow::Result<(PathBuf, eraser_api::Downloaded)> {
-    let url = done
-        .output_urls
-        .first()
-        .context("the service gave no output URL")?;
-    let dest = &target.dest;
-    ensure_parent(dest)?;
-    let staging = layout::staging_path(dest);
-    let got = client
-        .download_staged(url, &staging)
+    finished: Option<(Sha256, &JobDone)>,
+) -> anyhow::Result<Placed> {
+    ensure_parent(&target.dest)?;
+    let (mut staged, got) = client
+        .download_staged(url, &target.dest)
         .await
         .with_context(|| {
             format!(
@@ -79,32 +108,14 @@ pub async fn download_first(
                 target.dest.display()
             )
         })?;
-    let dest = final_name(dest, got.format);
-    let record = DoneRecord {
-        output_url: url.clone(),
-        output_path: dest.clone(),
-        output_sha256: Some(Sha256(got.sha256)),
-        output_size: got.bytes,
-        credits_states: done.credits_states,
-        need_credits: done.need_credits,
-        p_credits: done.p_credits,
-        s_credits: done.s_credits,
-        raw_response: done.raw.clone(),
-    };
-    let result = async {
-        match ledger.mark_done(sha, &record).await {
-            Ok(()) => {}
-            // Another run finished it first; our copy is still this input's output.
-            Err(eraser_store::Error::IllegalTransition { from, .. }) if from == "done" => {}
-            Err(e) => return Err(anyhow::Error::new(e).context("recording the finished job")),
-        }
-        record_and_commit(ledger, target, &staging, &dest).await
+    let dest = final_name(&target.dest, got.format);
+    staged.retarget(dest.clone());
+    if let Some((sha, done)) = finished {
+        let record = super::complete::done_record(done, url, dest.clone(), &got);
+        mark_done(ledger, &sha, &record).await?;
     }
-    .await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(&staging);
-    }
-    result.map(|()| (dest, got))
+    record_and_commit(ledger, target, staged).await?;
+    Ok(Placed { path: dest, got })
 }
 
 /// Records a finished job whose result no input could take (every target occupied).
@@ -124,15 +135,21 @@ pub async fn record_done_unplaced(
         s_credits: done.s_credits,
         raw_response: done.raw.clone(),
     };
-    match ledger.mark_done(sha, &record).await {
+    mark_done(ledger, sha, &record).await
+}
+
+/// `processing` → `done`; another run that finished it first leaves its record standing.
+async fn mark_done(ledger: &Ledger, sha: &Sha256, record: &DoneRecord) -> anyhow::Result<()> {
+    match ledger.mark_done(sha, record).await {
         Ok(()) => Ok(()),
         Err(eraser_store::Error::IllegalTransition { from, .. }) if from == "done" => Ok(()),
         Err(e) => Err(anyhow::Error::new(e).context("recording the finished job")),
     }
 }
 
-/// Places a copy of an existing result (checked against its recorded hash) for `target`.
-/// Returns false when the source is missing or does not match (the caller downloads instead).
+/// Places a copy (or hard link) of an existing result, checked against its recorded hash, for
+/// `target`. Returns false when the source is missing or does not match (the caller downloads
+/// instead).
 pub async fn copy_from(
     ledger: &Ledger,
     source: &Path,
@@ -155,151 +172,78 @@ pub async fn copy_from(
                 target.dest.display()
             )
         })?;
-    let Some(staging) = staged else {
+    let Some(staged) = staged else {
         return Ok(false);
     };
-    record_and_commit(ledger, target, &staging, &target.dest)
-        .await
-        .map(|()| true)
+    record_and_commit(ledger, target, staged).await?;
+    Ok(true)
 }
 
-/// Downloads `url` again for one input whose image is done (its stored copy is gone).
-pub async fn download_again(
-    client: &Client,
-    ledger: &Ledger,
-    url: &str,
-    target: &Target,
-) -> anyhow::Result<eraser_api::Downloaded> {
-    ensure_parent(&target.dest)?;
-    let staging = layout::staging_path(&target.dest);
-    let got = client
-        .download_staged(url, &staging)
-        .await
-        .with_context(|| {
-            format!(
-                "downloading the result again for {} into {}",
-                target.input.display(),
-                target.dest.display()
-            )
-        })?;
-    record_and_commit(ledger, target, &staging, &target.dest)
-        .await
-        .map(|()| got)
-}
-
-/// True when the recorded output of `state` is on disk with the expected size.
-pub fn in_place(state: &InputState, expected_size: Option<u64>) -> bool {
-    let Some(out) = &state.input.output_path else {
-        return false;
-    };
-    match std::fs::metadata(out) {
-        Ok(m) => m.is_file() && expected_size.is_none_or(|s| s == m.len()),
-        Err(_) => false,
-    }
-}
-
-/// Copies (or links) `src` into a staging file beside `dest`, hashing on the way.
+/// Stages a copy (or hard link) of `src` beside `dest`, hashing it on the way; `None` when the
+/// source is gone or does not match `expected`.
 fn stage_copy(
     src: &Path,
     dest: &Path,
     expected: Option<Sha256>,
     link: bool,
-) -> anyhow::Result<Option<PathBuf>> {
+) -> anyhow::Result<Option<AtomicFile>> {
     ensure_parent(dest)?;
-    let staging = layout::staging_path(dest);
-    let _ = std::fs::remove_file(&staging);
     let mut input = match std::fs::File::open(src) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("opening {}", src.display())),
     };
+    let mut staged = if link {
+        AtomicFile::link(src, dest)
+    } else {
+        AtomicFile::create(dest)
+    }
+    .with_context(|| format!("staging a file beside {}", dest.display()))?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut out = if link {
-        None
-    } else {
-        Some(
-            std::fs::File::create(&staging)
-                .with_context(|| format!("creating {}", staging.display()))?,
-        )
-    };
-    let copied = (|| -> anyhow::Result<()> {
-        loop {
-            let n = input
-                .read(&mut buf)
-                .with_context(|| format!("reading {}", src.display()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            if let Some(out) = out.as_mut() {
-                out.write_all(&buf[..n])
-                    .with_context(|| format!("writing {}", staging.display()))?;
-            }
+    loop {
+        let n = input
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", src.display()))?;
+        if n == 0 {
+            break;
         }
-        Ok(())
-    })();
-    if let Err(e) = copied {
-        let _ = std::fs::remove_file(&staging);
-        return Err(e);
+        hasher.update(&buf[..n]);
+        if let Some(out) = staged.file() {
+            std::io::Write::write_all(out, &buf[..n])
+                .with_context(|| format!("writing {}", staged.temp_path().display()))?;
+        }
     }
     if expected.is_some_and(|e| e.0 != <[u8; 32]>::from(hasher.finalize())) {
-        let _ = std::fs::remove_file(&staging);
         tracing::warn!(
             "{} no longer matches its recorded hash; fetching the result again",
             src.display()
         );
         return Ok(None);
     }
-    match out {
-        Some(out) => {
-            out.sync_all()
-                .with_context(|| format!("syncing {}", staging.display()))?;
-        }
-        None => {
-            std::fs::hard_link(src, &staging)
-                .with_context(|| format!("linking {} to {}", src.display(), staging.display()))?;
-        }
-    }
-    Ok(Some(staging))
+    staged
+        .sync()
+        .with_context(|| format!("syncing {}", staged.temp_path().display()))?;
+    Ok(Some(staged))
 }
 
-/// Records `dest` as the input's output, then renames the staged file onto it; on failure the
-/// staged file is removed (a recorded output that is missing is simply placed again later).
+/// Records the staged file's destination as the input's output, then commits the file; on
+/// failure nothing is left staged (a recorded output that is missing is placed again later).
 async fn record_and_commit(
     ledger: &Ledger,
     target: &Target,
-    staging: &Path,
-    dest: &Path,
+    staged: AtomicFile,
 ) -> anyhow::Result<()> {
-    let result = async {
-        ledger
-            .set_input_output(target.run, &target.input, dest)
-            .await
-            .context("recording the output")?;
-        // A rename and a folder fsync: blocking calls, kept off the async threads.
-        let (staging, dest) = (staging.to_path_buf(), dest.to_path_buf());
-        tokio::task::spawn_blocking(move || commit(&staging, &dest))
-            .await
-            .context("placing task failed")?
-    }
-    .await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(staging);
-    }
-    result
-}
-
-/// Renames a staged file onto its destination and makes the rename durable.
-fn commit(staging: &Path, dest: &Path) -> anyhow::Result<()> {
-    std::fs::rename(staging, dest)
-        .with_context(|| format!("moving the result into place at {}", dest.display()))?;
-    if let Some(dir) = dest.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    ledger
+        .set_input_output(target.run, &target.input, staged.dest())
+        .await
+        .context("recording the output")?;
+    let dest = staged.dest().to_path_buf();
+    // A rename and a folder fsync: blocking calls, kept off the async threads.
+    tokio::task::spawn_blocking(move || staged.commit())
+        .await
+        .context("placing task failed")?
+        .with_context(|| format!("moving the result into place at {}", dest.display()))
 }
 
 fn ensure_parent(dest: &Path) -> anyhow::Result<()> {
@@ -320,7 +264,7 @@ fn final_name(dest: &Path, format: ImageFormat) -> PathBuf {
     }
 }
 
-/// Removes staging files left by dead runs under `out` (a kill can leave one per download in
+/// Removes staged files left by dead runs under `out` (a kill can leave one per placement in
 /// flight). Files of live processes are left alone.
 pub fn sweep_staging(out: &Path) -> u64 {
     let mut removed = 0;
@@ -333,7 +277,7 @@ pub fn sweep_staging(out: &Path) -> u64 {
             let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {
                 dirs.push(entry.path());
-            } else if let Some(pid) = layout::is_staging_name(&entry.file_name())
+            } else if let Some(pid) = temp_file_pid(&entry.file_name())
                 && !process_alive(pid)
                 && std::fs::remove_file(entry.path()).is_ok()
             {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use eraser_store::{
-    FoundInputs, InputRecord, Ledger, Lookup, RejectKind, Rejection, RunId, SeenInput,
+    Content, FoundInput, Lookup, RejectKind, Rejection, ScanBatch, ScanSession,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -45,8 +45,8 @@ const WRITER_POLL: Duration = Duration::from_millis(5);
 
 /// What the scan needs.
 pub struct Scan {
-    pub ledger: Ledger,
-    pub run: RunId,
+    /// The run's scan session: every lookup and write of the scan goes through it.
+    pub session: ScanSession,
     pub out: PathBuf,
     pub source: super::InputSource,
     pub follow: bool,
@@ -77,14 +77,10 @@ pub struct InputError {
 struct Batches {
     /// Named inputs that could not be used (for the final report).
     errors: Vec<InputError>,
-    /// Files found but not used, not yet recorded.
-    rejected: Vec<Rejection>,
-    /// Inputs the ledger already knows unchanged, not yet recorded.
-    unchanged: Vec<SeenInput>,
+    /// What the next write records: roots, inputs (hashed, or seen unchanged), files not used.
+    next: ScanBatch,
     /// Hashed inputs whose output name is not yet checked for collisions.
     hashed: Vec<(Found, Fingerprint)>,
-    /// Inputs ready to record.
-    pending: Vec<InputRecord>,
     /// Output names given to `pending` (the ledger knows those of recorded rows).
     taken: HashSet<PathBuf>,
     /// Output names given to the batch being written (not yet visible in the ledger).
@@ -96,18 +92,15 @@ struct Batches {
     write_time: Duration,
     /// Files in the hashing pool.
     hashing: usize,
-    /// The INPUT folders, once the walk has gone through all of them.
-    walked: Vec<PathBuf>,
-    /// Inputs found in folders that the ledger holds as they are: nothing is written for
-    /// them; the complete walk counts them.
-    current: FoundInputs,
+    /// The walk went through every root.
+    walked: bool,
     /// Folders listed as the ledger's kept listings say (taken whole), and those to keep.
     listings: Listings,
 }
 
 impl Batches {
     fn to_record(&self) -> usize {
-        self.rejected.len() + self.unchanged.len() + self.pending.len()
+        self.next.roots.len() + self.next.inputs.len() + self.next.rejected.len()
     }
 }
 
@@ -122,7 +115,7 @@ impl Scan {
         // One walker per core: with the tree in the page cache a walk is CPU work, and more
         // walkers only take the cores from the ledger lookups (a rescan of 200,000 files on 2
         // cores: 0.83 s with 4 walkers, 0.75 s with 2).
-        let (listings, kept) = self.listings().await;
+        let kept = self.listings().await;
         let mut events = walk::start(
             self.source.clone(),
             self.out.clone(),
@@ -132,10 +125,7 @@ impl Scan {
         );
         let mut pool =
             Pool::start(threads, 2 * LOOKUP_BATCH).context("starting the hashing threads")?;
-        let mut b = Batches {
-            listings,
-            ..Batches::default()
-        };
+        let mut b = Batches::default();
         let mut found: Vec<Found> = Vec::with_capacity(LOOKUP_BATCH);
         let mut lookups: JoinSet<LookedUp> = JoinSet::new();
         let fresh = FreshFolders::default();
@@ -187,9 +177,10 @@ impl Scan {
             }
         }
         Self::written(&mut b).await?;
-        self.complete_walk(&b).await?;
-        self.keep_listings(&mut b).await;
-        self.prune_rejected(&b.walked).await?;
+        if b.walked {
+            self.complete_walk().await?;
+            self.keep_listings(&mut b).await;
+        }
         tracing::info!(
             "scan: {} inputs recorded ({} hashed) in {:.3} s of ledger writes",
             Counters::get(&self.counters.recorded),
@@ -199,77 +190,43 @@ impl Scan {
         Ok(b.errors)
     }
 
-    /// After a complete walk, the inputs under the INPUT folders become this run's (recorded
-    /// or not); those the walk did not find are marked missing.
-    async fn complete_walk(&self, b: &Batches) -> anyhow::Result<()> {
-        if b.walked.is_empty() {
-            return Ok(());
-        }
-        let missing = retry_busy(|| {
-            self.ledger
-                .complete_walk(self.run, &b.walked, &b.current, super::STALE_AFTER)
-        })
-        .await
-        .context("recording the complete walk in the ledger")?;
+    /// After a complete walk, the inputs under the run's roots that the walk did not find are
+    /// marked missing, and files not used that it no longer saw are forgotten.
+    async fn complete_walk(&self) -> anyhow::Result<()> {
+        let missing = retry_busy(|| self.session.complete())
+            .await
+            .context("recording the complete walk in the ledger")?;
         if missing > 0 {
             tracing::info!("{missing} recorded inputs are no longer in the INPUT folders");
         }
-        // Uploads of the inputs recorded by earlier runs can start now.
-        self.recorded.notify_one();
         Ok(())
     }
 
-    /// The state of the inputs as the scan begins (before its first lookup) and the folder
-    /// listings kept in it for this OUT. Without them every file is looked up.
-    async fn listings(&self) -> (Listings, walk::KeptListings) {
-        let kept = async {
-            let since = self.ledger.inputs_state().await?;
-            let kept = self
-                .ledger
-                .kept_listings(self.run, &since, MOST_FOLDERS)
-                .await?;
-            Ok::<_, eraser_store::Error>((Listings::new(since), Arc::new(kept)))
-        };
-        kept.await.unwrap_or_else(|e| {
-            tracing::debug!("no folder listings from the ledger ({e}); looking every file up");
-            (Listings::default(), walk::KeptListings::default())
-        })
+    /// The folder listings kept for this OUT at the current version of the inputs; without
+    /// them every file is looked up.
+    async fn listings(&self) -> walk::KeptListings {
+        match self.session.kept_listings(MOST_FOLDERS).await {
+            Ok(kept) => Arc::new(kept),
+            Err(e) => {
+                tracing::debug!("no folder listings from the ledger ({e}); looking every file up");
+                walk::KeptListings::default()
+            }
+        }
     }
 
     /// After a complete walk, keeps the listings of the folders whose every file is in the
     /// ledger as listed, for the next walk into this OUT (a failure only costs it lookups).
     async fn keep_listings(&self, b: &mut Batches) {
-        if b.walked.is_empty() {
-            return;
-        }
         tracing::debug!(
             "scan: {} folders listed as the ledger's kept listings said: their files were not looked up",
             b.listings.folders_whole
         );
-        let Some((since, keep)) = std::mem::take(&mut b.listings).into_kept() else {
-            return;
-        };
-        match self.ledger.keep_listings(self.run, &since, &keep).await {
+        let keep = std::mem::take(&mut b.listings).into_kept();
+        match self.session.keep_listings(&keep).await {
             Ok(true) => tracing::debug!("scan: {} folder listings kept", keep.len()),
             Ok(false) => tracing::debug!("scan: no folder listing kept (inputs changed meanwhile)"),
             Err(e) => tracing::debug!("scan: folder listings not kept: {e}"),
         }
-    }
-
-    /// After a complete walk, forgets the rejected files of earlier runs in the INPUT folders
-    /// that this walk did not find again (deleted, moved away).
-    async fn prune_rejected(&self, folders: &[PathBuf]) -> anyhow::Result<()> {
-        if folders.is_empty() {
-            return Ok(());
-        }
-        let folders: Vec<&Path> = folders.iter().map(PathBuf::as_path).collect();
-        let forgotten = retry_busy(|| self.ledger.prune_rejected(self.run, &folders))
-            .await
-            .context("forgetting rejected files that are gone")?;
-        if forgotten > 0 {
-            tracing::info!("{forgotten} files recorded as not used are gone; forgotten");
-        }
-        Ok(())
     }
 
     fn take(&self, ev: WalkEvent, found: &mut Vec<Found>, b: &mut Batches) {
@@ -287,13 +244,17 @@ impl Scan {
                 listing,
                 whole,
             } => {
-                let taken = b.listings.listed(folder, listing, whole, &mut b.current);
+                if whole {
+                    self.session.found_folder(folder.clone(), listing.files);
+                }
+                let taken = b.listings.listed(folder, listing, whole);
                 Counters::add(&self.counters.found, taken);
                 Counters::add(&self.counters.recorded, taken);
             }
             WalkEvent::Skipped { path, reason } => self.skipped(b, path, reason),
             WalkEvent::Error { path, reason } => self.input_error(b, path, reason),
-            WalkEvent::Walked { folders } => b.walked = folders,
+            WalkEvent::Root(root) => b.next.roots.push(root),
+            WalkEvent::Walked => b.walked = true,
         }
     }
 
@@ -302,7 +263,7 @@ impl Scan {
         b.listings.spoiled(&path);
         Counters::add(&self.counters.skipped, 1);
         tracing::info!("skipped {}: {reason}", path.display());
-        b.rejected.push(Rejection {
+        b.next.rejected.push(Rejection {
             path,
             kind: RejectKind::Skipped,
             reason,
@@ -313,7 +274,7 @@ impl Scan {
         b.listings.spoiled(&path);
         Counters::add(&self.counters.input_errors, 1);
         tracing::error!("{}: {reason}", path.display());
-        b.rejected.push(Rejection {
+        b.next.rejected.push(Rejection {
             path: path.clone(),
             kind: RejectKind::Error,
             reason: reason.clone(),
@@ -324,13 +285,13 @@ impl Scan {
     /// Asks the ledger what it holds of `found`, on a task of its own; files of fresh folders
     /// are new without asking.
     fn look_up(&self, found: Vec<Found>, fresh: &FreshFolders, lookups: &mut JoinSet<LookedUp>) {
-        let (ledger, run, fresh) = (self.ledger.clone(), self.run, Arc::clone(fresh));
+        let (session, fresh) = (self.session.clone(), Arc::clone(fresh));
         lookups.spawn(async move {
             let mut asked = Vec::with_capacity(found.len());
             {
                 let mut folders = fresh.lock().await;
                 for (i, f) in found.iter().enumerate() {
-                    if f.named || !in_fresh_folder(&ledger, &mut folders, f).await? {
+                    if f.named || !in_fresh_folder(&session, &mut folders, f).await? {
                         asked.push(i);
                     }
                 }
@@ -339,8 +300,8 @@ impl Scan {
                 .iter()
                 .map(|&i| (found[i].path.as_path(), found[i].size, found[i].mtime_ns))
                 .collect();
-            let answers = ledger
-                .look_up_inputs(run, &stamps)
+            let answers = session
+                .look_up(&stamps)
                 .await
                 .context("looking up inputs in the ledger")?;
             let mut known = vec![Lookup::Changed; found.len()];
@@ -360,15 +321,19 @@ impl Scan {
         b: &mut Batches,
     ) -> anyhow::Result<()> {
         for (f, known) in found.into_iter().zip(known) {
-            if let (Lookup::Current(id), false) = (known, f.named) {
-                b.current.insert(id);
+            // A file named one by one is recorded as seen each time (its folder's walk does not
+            // say it was seen).
+            if known == Lookup::Current && !f.named {
                 b.listings.settled(&f.path);
                 Counters::add(&self.counters.recorded, 1);
             } else if known != Lookup::Changed {
                 if let Some(planned) = self.planned(&f, b) {
                     b.listings.settled(&f.path);
-                    b.unchanged.push(SeenInput {
+                    b.next.inputs.push(FoundInput {
                         path: f.path,
+                        size: f.size,
+                        mtime_ns: f.mtime_ns,
+                        content: None,
                         planned_output: planned,
                     });
                 }
@@ -423,7 +388,7 @@ impl Scan {
         }
         let wanted: Vec<PathBuf> = planned.iter().flatten().cloned().collect();
         let owners = self
-            .ledger
+            .session
             .planned_output_owners(&wanted)
             .await
             .context("checking output names in the ledger")?;
@@ -442,51 +407,38 @@ impl Scan {
             };
             b.taken.insert(chosen.clone());
             b.listings.settled(&f.path);
-            b.pending.push(InputRecord {
+            b.next.inputs.push(FoundInput {
                 path: f.path,
                 size: fp.size,
                 mtime_ns: fp.mtime_ns,
-                sha256: fp.sha256,
-                format: fp.format.as_str().to_owned(),
+                content: Some(Content {
+                    sha256: fp.sha256,
+                    format: fp.format.as_str(),
+                }),
                 planned_output: chosen,
             });
         }
         Ok(())
     }
 
-    /// Hands everything gathered so far to a writer task (one transaction per kind of row),
-    /// once the previous batch is written.
+    /// Hands everything gathered so far to a writer task (one transaction), once the previous
+    /// batch is written.
     async fn record(&self, b: &mut Batches) -> anyhow::Result<()> {
         Self::written(b).await?;
         if b.to_record() == 0 {
             return Ok(());
         }
-        let rejected = std::mem::take(&mut b.rejected);
-        let unchanged = std::mem::take(&mut b.unchanged);
-        let pending = std::mem::take(&mut b.pending);
+        let batch = std::mem::take(&mut b.next);
         b.taken_writing = std::mem::take(&mut b.taken);
-        let (ledger, run) = (self.ledger.clone(), self.run);
+        let session = self.session.clone();
         let (counters, recorded) = (Arc::clone(&self.counters), Arc::clone(&self.recorded));
         b.writing.spawn(async move {
             let start = Instant::now();
-            if !rejected.is_empty() {
-                retry_busy(|| ledger.record_rejected(run, &rejected))
-                    .await
-                    .context("recording rejected files in the ledger")?;
-            }
-            if !unchanged.is_empty() {
-                retry_busy(|| ledger.record_unchanged(run, &unchanged))
-                    .await
-                    .context("recording inputs in the ledger")?;
-            }
-            if !pending.is_empty() {
-                retry_busy(|| ledger.record_inputs(run, &pending))
-                    .await
-                    .context("recording inputs in the ledger")?;
-            }
-            let inputs = (unchanged.len() + pending.len()) as u64;
-            if inputs > 0 {
-                Counters::add(&counters.recorded, inputs);
+            retry_busy(|| session.record(&batch))
+                .await
+                .context("recording inputs in the ledger")?;
+            if !batch.inputs.is_empty() || !batch.roots.is_empty() {
+                Counters::add(&counters.recorded, batch.inputs.len() as u64);
                 recorded.notify_one();
             }
             Ok(start.elapsed())
@@ -521,7 +473,7 @@ impl Scan {
 /// file under two nested INPUT folders may get the outer one's answer: when the outer folder
 /// held nothing, neither did the inner one).
 async fn in_fresh_folder(
-    ledger: &Ledger,
+    session: &ScanSession,
     folders: &mut Vec<(Vec<u8>, bool)>,
     f: &Found,
 ) -> anyhow::Result<bool> {
@@ -536,7 +488,7 @@ async fn in_fresh_folder(
     let Some(folder) = f.path.ancestors().nth(f.rel.components().count()) else {
         return Ok(false);
     };
-    let fresh = !ledger
+    let fresh = !session
         .holds_inputs_under(folder)
         .await
         .with_context(|| format!("looking up {} in the ledger", folder.display()))?;

@@ -85,7 +85,7 @@ impl Eta {
             .flatten()
             .or(self.overall)
             .unwrap_or(INITIAL_ESTIMATE.as_secs_f64());
-        Duration::from_secs_f64(secs)
+        seconds(secs)
     }
 
     /// When to look first at a job just submitted with the estimate `expected`, and whether
@@ -96,14 +96,14 @@ impl Eta {
         self.submitted = self.submitted.saturating_add(1);
         if self.overall.is_none() {
             let step = EXPLORE_AT.powi(self.submitted.min(16) as i32);
-            return (expected.mul_f64(step).max(LADDER_FLOOR), true);
+            return (scaled(expected, step).max(LADDER_FLOOR), true);
         }
         let now = Instant::now();
         if self.streak >= EXPLORE_AFTER
             && expected > EXPLORE_ABOVE
             && self.explore_due.is_none_or(|due| due <= now)
         {
-            let delay = expected.mul_f64(EXPLORE_AT);
+            let delay = scaled(expected, EXPLORE_AT);
             self.explore_due = Some(now + delay);
             return (delay, true);
         }
@@ -172,7 +172,7 @@ impl Eta {
 /// The delay before the next look at a job that was still in progress after `polls` looks.
 pub fn next_interval(expected: Duration, polls: u32) -> Duration {
     let base = (expected / 10).clamp(MIN_INTERVAL, MAX_INTERVAL);
-    let grown = base.mul_f64(1.5f64.powi(polls.saturating_sub(1).min(20) as i32));
+    let grown = scaled(base, 1.5f64.powi(polls.saturating_sub(1).min(20) as i32));
     jitter(grown.min(MAX_INTERVAL))
 }
 
@@ -182,7 +182,18 @@ pub fn first_delay(expected: Duration) -> Duration {
 }
 
 fn jitter(d: Duration) -> Duration {
-    d.mul_f64(0.8 + fastrand::f64() * 0.4)
+    scaled(d, 0.8 + fastrand::f64() * 0.4)
+}
+
+/// A duration of `secs` seconds; one too large to hold is the longest there is (an estimate
+/// read back from the ledger may be anything).
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
+}
+
+/// `d` times `factor`, saturating.
+fn scaled(d: Duration, factor: f64) -> Duration {
+    seconds(d.as_secs_f64() * factor)
 }
 
 /// Jobs ordered by when they are next due.

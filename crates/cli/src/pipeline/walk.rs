@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use eraser_store::Listing;
+use eraser_store::{Listing, Root as LedgerRoot};
 use tokio::sync::mpsc;
 
 use super::InputSource;
@@ -61,10 +61,11 @@ pub enum WalkEvent {
         listing: Listing,
         whole: bool,
     },
-    /// The last event of a complete walk: the folders given as INPUTs, all walked through.
-    Walked {
-        folders: Vec<PathBuf>,
-    },
+    /// A folder or file given as INPUT, sent before anything found under it: the run's inputs
+    /// are the inputs under its roots.
+    Root(LedgerRoot),
+    /// The last event of a complete walk: every root was walked through.
+    Walked,
 }
 
 /// Most files sent in one [`WalkEvent::Files`].
@@ -88,13 +89,9 @@ pub fn start(
             let out_id = dir_id(&out);
             let walker = Walker::new(tx.clone(), out_id, follow, kept);
             let workers = walker.spawn_workers(threads.max(1));
-            let mut folders = Vec::new();
             match source {
                 InputSource::Paths(paths) => {
                     for root in covering_roots(&paths, &tx) {
-                        if let Root::Dir { path } = &root {
-                            folders.push(path.clone());
-                        }
                         walker.add_root(root);
                     }
                 }
@@ -109,7 +106,7 @@ pub fn start(
                 complete &= w.join().is_ok();
             }
             if complete {
-                let _ = tx.blocking_send(WalkEvent::Walked { folders });
+                let _ = tx.blocking_send(WalkEvent::Walked);
             }
         })
         .map(drop)
@@ -302,20 +299,25 @@ impl Walker {
                 if id.is_some_and(|id| !lock(&self.visited).insert(id)) {
                     return;
                 }
+                // Announced before its first file can be.
+                self.send(WalkEvent::Root(LedgerRoot::Folder(path.clone())));
                 self.push(DirJob {
                     path,
                     rel: PathBuf::new(),
                 });
             }
             Root::File { path, rel } => match std::fs::metadata(&path) {
-                Ok(meta) => self.send(WalkEvent::File(Found {
+                Ok(meta) => {
+                    self.send(WalkEvent::Root(LedgerRoot::File(path.clone())));
+                    self.send(WalkEvent::File(Found {
                     path,
                     rel,
                     stem_shared: false,
                     named: true,
-                    size: meta.len(),
-                    mtime_ns: mtime_ns(&meta),
-                })),
+                        size: meta.len(),
+                        mtime_ns: mtime_ns(&meta),
+                    }));
+                }
                 Err(e) => self.send(WalkEvent::Error {
                     reason: describe_io(&path, &e),
                     path,
