@@ -22,7 +22,7 @@ sqlx-prepare:
     db=$(mktemp -d)/prepare.db
     export DATABASE_URL="sqlite://$db" SQLX_OFFLINE=false
     cargo sqlx database create
-    cargo sqlx migrate run --source migrations
+    cargo sqlx migrate run --source migrations/sqlite
     cargo sqlx prepare --workspace -- --all-targets
 
 # Start the emulator and run eraser on a few generated images (ledger and output in ./demo).

@@ -1,13 +1,15 @@
 //! Ledger throughput at scale: `cargo bench -p eraser-store --bench ledger`.
 //!
 //! Builds a ledger of `ERASER_BENCH_N` (default 1,000,000) inputs, each its own image, recorded
-//! through `record_inputs` in batches of 5,000, then measures what a big run leans on and prints
+//! through a scan session in batches of 5,000, then measures what a big run leans on and prints
 //! one table. Nothing is asserted: the targets are shown beside the results.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use eraser_store::{DoneRecord, InputRecord, Ledger, RunId, Sha256};
+use eraser_store::{
+    Content, DoneRecord, FoundInput, Ledger, Location, Lookup, Root, ScanBatch, ScanSession, Sha256,
+};
 
 const BATCH: u64 = 5_000;
 const CLAIM: u32 = 1_000;
@@ -51,10 +53,10 @@ impl Table {
             println!("{what:<w0$}  {result:<w1$}  {target}");
         }
         println!(
-            "\nrecord_inputs is the first scan's ledger work without the rest of eraser. Where it \
-             falls short of its target, README (Performance, \"What limits the rows\", first \
-             scan) gives the measured limit: SQLite alone, in commits of a scan's size, on the \
-             same machine. mark_processing syncs each job id to disk (a power cut cannot lose it)."
+            "\nrecord is the first scan's ledger work without the rest of eraser. Where it falls \
+             short of its target, compare it with the bench's first-scan row, which measures \
+             SQLite alone in commits of a scan's size on the same machine. mark_processing \
+             syncs each job id to disk (a power cut cannot lose it)."
         );
     }
 }
@@ -84,16 +86,20 @@ fn path(i: u64) -> PathBuf {
     ))
 }
 
-fn input(i: u64) -> InputRecord {
+/// The folder every input lies under: the runs' root.
+const ROOT: &str = "/srv/photos";
+
+fn input(i: u64) -> FoundInput {
     let path = path(i);
-    let planned_output =
-        PathBuf::from("/srv/clean").join(path.strip_prefix("/srv/photos").unwrap_or(&path));
-    InputRecord {
+    let planned_output = PathBuf::from("/srv/clean").join(path.strip_prefix(ROOT).unwrap_or(&path));
+    FoundInput {
         path,
         size: 200_000 + mix(i) % 4_000_000,
         mtime_ns: 1_700_000_000_000_000_000 + i64::try_from(i).unwrap_or(0),
-        sha256: sha(i),
-        format: "jpeg".into(),
+        content: Some(Content {
+            sha256: sha(i),
+            format: "jpeg",
+        }),
         planned_output,
     }
 }
@@ -119,13 +125,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Records inputs `0..n` for `run` in batches; only the ledger calls are timed.
-async fn record_all(ledger: &Ledger, run: RunId, n: u64) -> Duration {
+/// Records inputs `0..n` in `scan`'s batches under the root [`ROOT`]; only the ledger calls
+/// are timed.
+async fn record_all(scan: &ScanSession, n: u64) -> Duration {
     let mut spent = Duration::ZERO;
     for first in (0..n).step_by(BATCH as usize) {
-        let batch: Vec<_> = (first..(first + BATCH).min(n)).map(input).collect();
+        let batch = ScanBatch {
+            roots: vec![Root::Folder(PathBuf::from(ROOT))],
+            inputs: (first..(first + BATCH).min(n)).map(input).collect(),
+            rejected: Vec::new(),
+        };
         let start = Instant::now();
-        ledger.record_inputs(run, &batch).await.expect("record");
+        scan.record(&batch).await.expect("record");
         spent += start.elapsed();
     }
     spent
@@ -134,7 +145,7 @@ async fn record_all(ledger: &Ledger, run: RunId, n: u64) -> Duration {
 async fn bench(n: u64) -> Table {
     let mut table = Table::default();
     let dir = tempfile::tempdir().expect("temp dir");
-    let ledger = Ledger::open(&dir.path().join("ledger.db"))
+    let ledger = Ledger::open(&Location::file(dir.path().join("ledger.db")))
         .await
         .expect("open");
     let batches = format!("batches of {}", group(BATCH as f64));
@@ -143,10 +154,11 @@ async fn bench(n: u64) -> Table {
         .begin_run("bench", std::path::Path::new("/out"))
         .await
         .expect("run");
-    let spent = record_all(&ledger, run, n).await;
+    let scan = ledger.begin_scan(run).await.expect("scan");
+    let spent = record_all(&scan, n).await;
     let result = format!("{} rows/s ({:.1} s)", rate(n, spent), spent.as_secs_f64());
     table.row(
-        format!("record_inputs, new images, {batches}"),
+        format!("record, new images, {batches}"),
         result,
         "≥ 100,000 rows/s",
     );
@@ -156,10 +168,11 @@ async fn bench(n: u64) -> Table {
         .begin_run("bench rescan", std::path::Path::new("/out"))
         .await
         .expect("run");
-    let spent = record_all(&ledger, run, n).await;
+    let scan = ledger.begin_scan(run).await.expect("scan");
+    let spent = record_all(&scan, n).await;
     let result = format!("{} rows/s ({:.1} s)", rate(n, spent), spent.as_secs_f64());
     table.row(
-        format!("record_inputs, rescan unchanged, {batches}"),
+        format!("record, rescan unchanged, {batches}"),
         result,
         "≥ 100,000 rows/s",
     );
@@ -185,14 +198,14 @@ async fn bench(n: u64) -> Table {
 
     // Unchanged-file checks of random paths: one per call, and a thousand per call (what a
     // rescan sends).
-    let probes: Vec<InputRecord> = (0..2_000u64).map(|k| input(mix(k + 7) % n)).collect();
+    let probes: Vec<FoundInput> = (0..2_000u64).map(|k| input(mix(k + 7) % n)).collect();
     let start = Instant::now();
     for p in &probes {
-        let known = ledger
-            .look_up_inputs(run, &[(p.path.as_path(), p.size, p.mtime_ns)])
+        let known = scan
+            .look_up(&[(p.path.as_path(), p.size, p.mtime_ns)])
             .await
             .expect("lookup");
-        assert_ne!(known[0], eraser_store::Lookup::Changed);
+        assert_ne!(known[0], Lookup::Changed);
     }
     let each = start.elapsed().as_secs_f64() / probes.len() as f64;
     table.row(
@@ -200,14 +213,14 @@ async fn bench(n: u64) -> Table {
         format!("{:.1} µs/lookup", each * 1e6),
         "",
     );
-    let probes: Vec<InputRecord> = (0..100_000u64).map(|k| input(mix(k + 99) % n)).collect();
+    let probes: Vec<FoundInput> = (0..100_000u64).map(|k| input(mix(k + 99) % n)).collect();
     let start = Instant::now();
     for chunk in probes.chunks(1000) {
         let stamps: Vec<_> = chunk
             .iter()
             .map(|p| (p.path.as_path(), p.size, p.mtime_ns))
             .collect();
-        ledger.look_up_inputs(run, &stamps).await.expect("lookup");
+        scan.look_up(&stamps).await.expect("lookup");
     }
     let each = start.elapsed().as_secs_f64() / probes.len() as f64;
     table.row(
@@ -233,7 +246,7 @@ async fn bench(n: u64) -> Table {
     let start = Instant::now();
     for (i, c) in claims.iter().enumerate() {
         ledger
-            .mark_processing(&c.sha256, &format!("job-{i}"))
+            .mark_processing(run, &c.sha256, &format!("job-{i}"))
             .await
             .expect("processing");
     }

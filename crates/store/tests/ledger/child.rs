@@ -2,14 +2,14 @@
 //! variables set; the child reports on stdout with lines starting with [`PREFIX`].
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use eraser_store::{Ledger, RunId};
+use eraser_store::{Ledger, Location, RunId};
 
-use crate::support::{input, record};
+use crate::support::{batch, input, record};
 
 pub const ROLE: &str = "ERASER_STORE_TEST_CHILD";
+/// The ledger's location, as `Location::parse` reads it.
 pub const LEDGER: &str = "ERASER_STORE_TEST_LEDGER";
 pub const RUN: &str = "ERASER_STORE_TEST_RUN";
 pub const FIRST: &str = "ERASER_STORE_TEST_FIRST";
@@ -23,10 +23,10 @@ fn entry() {
     let Ok(role) = std::env::var(ROLE) else {
         return;
     };
-    let path = PathBuf::from(std::env::var_os(LEDGER).unwrap());
+    let location = Location::parse(&std::env::var_os(LEDGER).unwrap()).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
-        let ledger = Ledger::open(&path).await.unwrap();
+        let ledger = Ledger::open(&location).await.unwrap();
         match role.as_str() {
             "claim" => claim_until_empty(&ledger).await,
             "hold" => claim_and_hold(&ledger).await,
@@ -89,17 +89,19 @@ async fn record_forever(ledger: &Ledger) {
         .begin_run("child record", std::path::Path::new("/out"))
         .await
         .unwrap();
+    let scan = ledger.begin_scan(run).await.unwrap();
     let base = u64::from(std::process::id()) << 32;
+    let root = format!("/in/{base}");
     let start = Instant::now();
     let mut k = 0u64;
     while start.elapsed() < LIFETIME {
-        let batch: Vec<_> = (0..2000)
+        let inputs: Vec<_> = (0..2000)
             .map(|i| {
                 let n = base + k * 2000 + i;
-                input(format!("/in/{base}/batch {k}/img-{i}.jpg"), n)
+                input(format!("{root}/batch {k}/img-{i}.jpg"), n)
             })
             .collect();
-        ledger.record_inputs(run, &batch).await.unwrap();
+        scan.record(&batch(&root, inputs)).await.unwrap();
         report(format_args!("batch {k}"));
         k += 1;
     }

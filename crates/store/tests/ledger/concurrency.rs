@@ -2,9 +2,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use eraser_store::{ImageStatus, Ledger, RunId, Sha256};
+use rstest::rstest;
 
 use crate::child::{FIRST, RUN};
-use crate::support::{ChildProcess, fresh, record};
+use crate::support::{Backend, ChildProcess, fresh, record_with};
 
 /// Records `n` images for one run and returns the run.
 async fn recorded(ledger: &Ledger, n: u64) -> RunId {
@@ -12,8 +13,9 @@ async fn recorded(ledger: &Ledger, n: u64) -> RunId {
         .begin_run("test", std::path::Path::new("/out"))
         .await
         .unwrap();
+    let scan = ledger.begin_scan(run).await.unwrap();
     for first in (0..n).step_by(500) {
-        record(ledger, run, first, 500.min(n - first)).await;
+        record_with(&scan, "/in", first, 500.min(n - first)).await;
     }
     run
 }
@@ -42,11 +44,14 @@ fn assert_each_claimed_once(claims: impl IntoIterator<Item = Sha256>, expected: 
     assert!(twice.is_empty(), "claimed more than once: {twice:?}");
 }
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_ledgers_on_one_file_racing_to_claim_claim_each_image_exactly_once() {
-    let t = fresh().await;
+async fn two_handles_on_one_ledger_racing_to_claim_claim_each_image_exactly_once(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let run = recorded(&t.ledger, 1000).await;
-    let other = Ledger::open(&t.path).await.unwrap();
+    let other = t.another_handle().await;
 
     let (a, b) = tokio::join!(
         tokio::spawn(claim_all(t.ledger.clone(), run)),
@@ -64,14 +69,17 @@ async fn two_ledgers_on_one_file_racing_to_claim_claim_each_image_exactly_once()
     assert_eq!(t.ledger.status_counts().await.unwrap().uploading, 1000);
 }
 
+#[rstest]
 #[tokio::test]
-async fn two_processes_racing_to_claim_claim_each_image_exactly_once() {
-    let t = fresh().await;
+async fn two_processes_racing_to_claim_claim_each_image_exactly_once(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let run = recorded(&t.ledger, 1000).await;
     let env = [(RUN, run.0.to_string())];
     let mut children = [
-        ChildProcess::spawn("claim", &t.path, &env),
-        ChildProcess::spawn("claim", &t.path, &env),
+        ChildProcess::spawn("claim", &t.location, &env),
+        ChildProcess::spawn("claim", &t.location, &env),
     ];
     for child in &mut children {
         child.wait_for("ready");
@@ -103,10 +111,13 @@ async fn two_processes_racing_to_claim_claim_each_image_exactly_once() {
     assert_eq!(t.ledger.status_counts().await.unwrap().uploading, 1000);
 }
 
+#[rstest]
 #[tokio::test]
-async fn recover_leaves_a_live_processs_claims_alone_and_takes_them_once_it_is_killed() {
-    let t = fresh().await;
-    let mut child = ChildProcess::spawn("hold", &t.path, &[(FIRST, "0".into())]);
+async fn recover_leaves_a_live_processs_claims_alone_and_takes_them_once_it_is_killed(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let mut child = ChildProcess::spawn("hold", &t.location, &[(FIRST, "0".into())]);
     assert_eq!(child.wait_for("claimed"), "50");
     let stale_after = Duration::from_secs(60);
 

@@ -1,24 +1,28 @@
 use std::time::Duration;
 
 use eraser_store::Ledger;
+use rstest::rstest;
 
-use crate::support::{ChildProcess, fresh};
+use crate::support::{Backend, ChildProcess, fresh};
 
 const BATCH: u64 = 2000;
 
+#[rstest]
 #[tokio::test]
-async fn a_process_killed_mid_batch_leaves_a_sound_consistent_ledger() {
-    let t = fresh().await;
+async fn a_process_killed_mid_batch_leaves_a_sound_consistent_ledger(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     t.ledger.close().await;
 
     // Kill at a few different moments of the next batch.
     for delay_ms in [0, 3, 7] {
-        let mut child = ChildProcess::spawn("record", &t.path, &[]);
+        let mut child = ChildProcess::spawn("record", &t.location, &[]);
         child.wait_for("batch 2");
         std::thread::sleep(Duration::from_millis(delay_ms));
         child.kill();
 
-        let ledger = Ledger::open_existing(&t.path).await.unwrap();
+        let ledger = Ledger::open_existing(&t.location).await.unwrap();
         let report = ledger.check_consistency().await.unwrap();
         assert!(
             report.is_ok(),

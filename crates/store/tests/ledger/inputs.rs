@@ -2,10 +2,13 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use eraser_store::{Error, ErrorKind, ImageStatus, InputRecord, Lookup, SeenInput};
+use eraser_store::{Error, ErrorKind, FoundInput, ImageStatus, Lookup, ScanBatch};
 use futures_util::TryStreamExt;
+use rstest::rstest;
 
-use crate::support::{claimed_paths, fresh, input, record, sha, walk_of_in_recorded};
+use crate::support::{
+    Backend, MTIME, claimed_paths, fresh, input, record, record_in, record_inputs, seen, sha,
+};
 
 fn awkward_paths() -> Vec<PathBuf> {
     vec![
@@ -15,24 +18,26 @@ fn awkward_paths() -> Vec<PathBuf> {
     ]
 }
 
+#[rstest]
 #[tokio::test]
-async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip() {
-    let t = fresh().await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let paths = awkward_paths();
-    let batch: Vec<_> = paths
+    let inputs: Vec<_> = paths
         .iter()
         .enumerate()
         .map(|(i, p)| input(p.clone(), i as u64))
         .collect();
+    let scan = t.ledger.begin_scan(run).await.unwrap();
 
-    t.ledger.record_inputs(run, &batch).await.unwrap();
+    scan.record(&crate::support::batch("/in", inputs.clone()))
+        .await
+        .unwrap();
 
-    for (record, path) in batch.iter().zip(&paths) {
+    for (record, path) in inputs.iter().zip(&paths) {
         let row = t.ledger.input(path).await.unwrap().expect("recorded input");
         assert_eq!(&row.path, path);
         assert_eq!(row.planned_output.as_ref(), Some(&record.planned_output));
@@ -51,11 +56,11 @@ async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip() {
             Some(&record.planned_output)
         );
     }
-    let stamps: Vec<_> = batch
+    let stamps: Vec<_> = inputs
         .iter()
         .map(|r| (r.path.as_path(), r.size, r.mtime_ns))
         .collect();
-    let known = t.ledger.look_up_inputs(run, &stamps).await.unwrap();
+    let known = scan.look_up(&stamps).await.unwrap();
     assert!(known.iter().all(|k| *k != Lookup::Changed), "{known:?}");
     let listed: Vec<_> = t
         .ledger
@@ -81,47 +86,52 @@ async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip() {
     assert_eq!(claimed_paths(&t.ledger, run, 10).await, expected);
 }
 
+#[rstest]
 #[tokio::test]
-async fn unchanged_inputs_are_those_with_the_same_path_size_and_mtime() {
-    let t = fresh().await;
+async fn a_file_with_the_same_path_size_and_mtime_is_not_changed_and_any_other_is(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
-    t.ledger
-        .record_inputs(run, &[input("/in/a.jpg", 1), input("/in/b.jpg", 2)])
+    record_inputs(
+        &t.ledger,
+        run,
+        "/in",
+        vec![input("/in/a.jpg", 1), input("/in/b.jpg", 2)],
+    )
+    .await;
+    let scan = t.ledger.begin_scan(run).await.unwrap();
+
+    let answer = scan
+        .look_up(&[
+            (Path::new("/in/b.jpg"), 1002, MTIME),
+            (Path::new("/in/missing.jpg"), 1002, MTIME),
+            (Path::new("/in/a.jpg"), 1001, MTIME + 1),
+            (Path::new("/in/a.jpg"), 999, MTIME),
+            (Path::new("/in/a.jpg"), 1001, MTIME),
+        ])
         .await
         .unwrap();
-    let mtime = 1_700_000_000_000_000_000;
 
-    let answer = t
-        .ledger
-        .look_up_inputs(
-            run,
-            &[
-                (Path::new("/in/b.jpg"), 1002, mtime),
-                (Path::new("/in/missing.jpg"), 1002, mtime),
-                (Path::new("/in/a.jpg"), 1001, mtime + 1),
-                (Path::new("/in/a.jpg"), 999, mtime),
-                (Path::new("/in/a.jpg"), 1001, mtime),
-            ],
-        )
-        .await
-        .unwrap();
-
-    assert_eq!(answer[0], Lookup::Unchanged);
+    assert_eq!(answer[0], Lookup::Current, "present and planned in /out");
     assert_eq!(answer[1..4], [Lookup::Changed; 3]);
-    assert_eq!(answer[4], Lookup::Unchanged);
-    assert!(t.ledger.look_up_inputs(run, &[]).await.unwrap().is_empty());
+    assert_eq!(answer[4], Lookup::Current);
+    assert!(scan.look_up(&[]).await.unwrap().is_empty());
 }
 
+#[rstest]
 #[tokio::test]
-async fn an_unchanged_input_is_current_only_for_the_out_of_the_walk_that_found_it() {
-    let t = fresh().await;
+async fn an_unchanged_input_is_current_only_for_an_out_it_is_planned_in(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let first = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
-    t.ledger
-        .record_inputs(first, &[input("/in/a.jpg", 1)])
+    let scan = t.ledger.begin_scan(first).await.unwrap();
+    scan.record(&crate::support::batch("/in", vec![input("/in/a.jpg", 1)]))
         .await
         .unwrap();
-    walk_of_in_recorded(&t.ledger, first).await;
-    let stamp = [(Path::new("/in/a.jpg"), 1001, 1_700_000_000_000_000_000)];
+    scan.complete().await.unwrap();
+    let stamp = [(Path::new("/in/a.jpg"), 1001, MTIME)];
     let same_out = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let elsewhere = t
         .ledger
@@ -129,54 +139,62 @@ async fn an_unchanged_input_is_current_only_for_the_out_of_the_walk_that_found_i
         .await
         .unwrap();
 
-    let here = t.ledger.look_up_inputs(same_out, &stamp).await.unwrap();
-    let there = t.ledger.look_up_inputs(elsewhere, &stamp).await.unwrap();
+    let here = t.ledger.begin_scan(same_out).await.unwrap();
+    let there = t.ledger.begin_scan(elsewhere).await.unwrap();
 
-    assert!(matches!(here[0], Lookup::Current(_)), "{here:?}");
-    assert_eq!(there, [Lookup::Unchanged], "no plan in /other-out yet");
+    assert_eq!(here.look_up(&stamp).await.unwrap(), [Lookup::Current]);
+    assert_eq!(
+        there.look_up(&stamp).await.unwrap(),
+        [Lookup::Unchanged],
+        "no plan in /other-out yet"
+    );
 }
 
+#[rstest]
 #[tokio::test]
-async fn an_input_recorded_after_the_last_walk_into_the_out_is_not_current() {
-    let t = fresh().await;
+async fn an_input_recorded_only_by_a_run_into_another_out_is_not_current(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let first = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
-    walk_of_in_recorded(&t.ledger, first).await;
+    let walk = t.ledger.begin_scan(first).await.unwrap();
+    walk.record(&crate::support::batch("/in", Vec::new()))
+        .await
+        .unwrap();
+    walk.complete().await.unwrap();
     let elsewhere = t
         .ledger
         .begin_run("test", Path::new("/other-out"))
         .await
         .unwrap();
-    t.ledger
-        .record_inputs(elsewhere, &[input("/in/late.jpg", 1)])
-        .await
-        .unwrap();
+    record_inputs(&t.ledger, elsewhere, "/in", vec![input("/in/late.jpg", 1)]).await;
     let again = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
 
     let known = t
         .ledger
-        .look_up_inputs(
-            again,
-            &[(Path::new("/in/late.jpg"), 1001, 1_700_000_000_000_000_000)],
-        )
+        .begin_scan(again)
+        .await
+        .unwrap()
+        .look_up(&[(Path::new("/in/late.jpg"), 1001, MTIME)])
         .await
         .unwrap();
 
-    assert_eq!(known, [Lookup::Unchanged], "it may have no plan in /out");
+    assert_eq!(known, [Lookup::Unchanged], "it has no plan in /out");
 }
 
+#[rstest]
 #[tokio::test]
-async fn inputs_with_the_same_content_share_one_image() {
-    let t = fresh().await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+async fn inputs_with_the_same_content_share_one_image(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
 
-    t.ledger
-        .record_inputs(run, &[input("/in/a.jpg", 5), input("/in/copy of a.jpg", 5)])
-        .await
-        .unwrap();
+    record_inputs(
+        &t.ledger,
+        run,
+        "/in",
+        vec![input("/in/a.jpg", 5), input("/in/copy of a.jpg", 5)],
+    )
+    .await;
 
     assert_eq!(t.ledger.status_counts().await.unwrap().total, 1);
     let inputs = t.ledger.inputs_of_image(&sha(5)).await.unwrap();
@@ -184,27 +202,29 @@ async fn inputs_with_the_same_content_share_one_image() {
     assert_eq!(paths, ["/in/a.jpg", "/in/copy of a.jpg"]);
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_rescan_keeps_the_planned_output_recorded_first_and_moves_last_run() {
-    let t = fresh().await;
+async fn a_rescan_keeps_the_planned_output_recorded_first_and_moves_last_run(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let first = t
         .ledger
-        .begin_run("first", std::path::Path::new("/out"))
+        .begin_run("first", Path::new("/out"))
         .await
         .unwrap();
-    t.ledger
-        .record_inputs(first, &[input("/in/a.jpg", 1)])
-        .await
-        .unwrap();
+    record_inputs(&t.ledger, first, "/in", vec![input("/in/a.jpg", 1)]).await;
     let second = t
         .ledger
-        .begin_run("second", std::path::Path::new("/out"))
+        .begin_run("second", Path::new("/out"))
         .await
         .unwrap();
-    let mut again = input("/in/a.jpg", 1);
-    again.planned_output = PathBuf::from("/elsewhere/a.jpg");
+    let again = FoundInput {
+        planned_output: PathBuf::from("/elsewhere/a.jpg"),
+        ..input("/in/a.jpg", 1)
+    };
 
-    t.ledger.record_inputs(second, &[again]).await.unwrap();
+    record_inputs(&t.ledger, second, "/in", vec![again]).await;
 
     let row = t
         .ledger
@@ -219,27 +239,18 @@ async fn a_rescan_keeps_the_planned_output_recorded_first_and_moves_last_run() {
     assert_eq!(row.last_run, Some(second));
 }
 
+#[rstest]
 #[tokio::test]
-async fn an_unchanged_file_keeps_its_output_path() {
-    let t = fresh().await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    t.ledger
-        .record_inputs(run, &[input("/in/a.jpg", 1)])
-        .await
-        .unwrap();
+async fn an_unchanged_file_keeps_its_output_path(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    record_inputs(&t.ledger, run, "/in", vec![input("/in/a.jpg", 1)]).await;
     t.ledger
         .set_input_output(run, Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
         .await
         .unwrap();
 
-    t.ledger
-        .record_inputs(run, &[input("/in/a.jpg", 1)])
-        .await
-        .unwrap();
+    record_inputs(&t.ledger, run, "/in", vec![input("/in/a.jpg", 1)]).await;
 
     let row = t
         .ledger
@@ -250,18 +261,14 @@ async fn an_unchanged_file_keeps_its_output_path() {
     assert_eq!(row.output_path.as_deref(), Some(Path::new("/out/in/a.jpg")));
 }
 
+#[rstest]
 #[tokio::test]
-async fn an_edited_file_points_at_its_new_content_and_loses_its_output_but_not_its_plan() {
-    let t = fresh().await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    t.ledger
-        .record_inputs(run, &[input("/in/a.jpg", 1)])
-        .await
-        .unwrap();
+async fn an_edited_file_points_at_its_new_content_and_loses_its_output_but_not_its_plan(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    record_inputs(&t.ledger, run, "/in", vec![input("/in/a.jpg", 1)]).await;
     t.ledger
         .set_input_output(run, Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
         .await
@@ -269,7 +276,7 @@ async fn an_edited_file_points_at_its_new_content_and_loses_its_output_but_not_i
     let mut edited = input("/in/a.jpg", 2);
     edited.mtime_ns += 1;
 
-    t.ledger.record_inputs(run, &[edited]).await.unwrap();
+    record_inputs(&t.ledger, run, "/in", vec![edited]).await;
 
     let row = t
         .ledger
@@ -291,17 +298,23 @@ async fn an_edited_file_points_at_its_new_content_and_loses_its_output_but_not_i
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn planned_output_owners_name_the_input_that_planned_each_output() {
-    let t = fresh().await;
+async fn planned_output_owners_name_the_input_that_planned_each_output(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
-    t.ledger
-        .record_inputs(run, &[input("/in/a.jpg", 1), input("/in/c.jpg", 2)])
-        .await
-        .unwrap();
+    record_inputs(
+        &t.ledger,
+        run,
+        "/in",
+        vec![input("/in/a.jpg", 1), input("/in/c.jpg", 2)],
+    )
+    .await;
+    let scan = t.ledger.begin_scan(run).await.unwrap();
 
-    let owners = t
-        .ledger
+    let owners = scan
         .planned_output_owners(&[
             PathBuf::from("/out/in/a.jpg"),
             PathBuf::from("/out/in/b.jpg"),
@@ -315,27 +328,22 @@ async fn planned_output_owners_name_the_input_that_planned_each_output() {
     assert_eq!(owners[Path::new("/out/in/c.jpg")], Path::new("/in/c.jpg"));
 }
 
+#[rstest]
 #[tokio::test]
-async fn an_unchanged_input_seen_by_a_new_run_joins_it_and_keeps_its_plan() {
-    let t = fresh().await;
+async fn an_unchanged_input_seen_by_a_new_run_joins_it_and_keeps_its_plan(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let first = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
-    t.ledger
-        .record_inputs(first, &[input("/in/a.jpg", 1)])
-        .await
-        .unwrap();
+    record_inputs(&t.ledger, first, "/in", vec![input("/in/a.jpg", 1)]).await;
     t.ledger.finish_run(first, "complete", "{}").await.unwrap();
     let second = t.ledger.begin_run("b", Path::new("/out")).await.unwrap();
+    let elsewhere = FoundInput {
+        planned_output: PathBuf::from("/out/elsewhere.jpg"),
+        ..seen("/in/a.jpg", 1)
+    };
 
-    t.ledger
-        .record_unchanged(
-            second,
-            &[SeenInput {
-                path: "/in/a.jpg".into(),
-                planned_output: "/out/elsewhere.jpg".into(),
-            }],
-        )
-        .await
-        .unwrap();
+    record_inputs(&t.ledger, second, "/in", vec![elsewhere]).await;
 
     assert_eq!(t.ledger.run_progress(second).await.unwrap().inputs, 1);
     let row = t
@@ -354,18 +362,14 @@ async fn an_unchanged_input_seen_by_a_new_run_joins_it_and_keeps_its_plan() {
     assert_eq!(t.ledger.status_counts().await.unwrap().total, 1);
 }
 
+#[rstest]
 #[tokio::test]
-async fn clear_input_output_forgets_the_written_output() {
-    let t = fresh().await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    t.ledger
-        .record_inputs(run, &[input("/in/a.jpg", 1)])
-        .await
-        .unwrap();
+async fn clear_input_output_forgets_the_written_output(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    record_inputs(&t.ledger, run, "/in", vec![input("/in/a.jpg", 1)]).await;
     t.ledger
         .set_input_output(run, Path::new("/in/a.jpg"), Path::new("/out/in/a.jpg"))
         .await
@@ -387,9 +391,12 @@ async fn clear_input_output_forgets_the_written_output() {
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn setting_the_output_of_an_unknown_input_is_refused() {
-    let t = fresh().await;
+async fn setting_the_output_of_an_unknown_input_is_refused(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
 
     let err = t
@@ -402,35 +409,37 @@ async fn setting_the_output_of_an_unknown_input_is_refused() {
     assert_eq!(err.kind(), ErrorKind::Bug);
 }
 
+#[rstest]
 #[tokio::test]
-async fn an_empty_batch_records_nothing() {
-    let t = fresh().await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+async fn an_empty_batch_records_nothing(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    let scan = t.ledger.begin_scan(run).await.unwrap();
 
-    t.ledger.record_inputs(run, &[]).await.unwrap();
+    scan.record(&ScanBatch::default()).await.unwrap();
 
     assert_eq!(t.ledger.input_counts().await.unwrap().total, 0);
+    assert_eq!(t.ledger.run_progress(run).await.unwrap().inputs, 0);
 }
 
+#[rstest]
 #[tokio::test]
-async fn two_runs_over_the_same_paths_each_keep_their_own_inputs_and_outputs() {
-    let t = fresh().await;
+async fn two_runs_over_the_same_paths_each_keep_their_own_inputs_and_outputs(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let a = t.ledger.begin_run("a", Path::new("/out-a")).await.unwrap();
     let b = t.ledger.begin_run("b", Path::new("/out-b")).await.unwrap();
-    let in_a = InputRecord {
+    let in_a = FoundInput {
         planned_output: "/out-a/x.jpg".into(),
         ..input("/in/x.jpg", 1)
     };
-    let in_b = InputRecord {
+    let in_b = FoundInput {
         planned_output: "/out-b/x.jpg".into(),
         ..input("/in/x.jpg", 1)
     };
-    t.ledger.record_inputs(a, &[in_a]).await.unwrap();
-    t.ledger.record_inputs(b, &[in_b]).await.unwrap();
+    record_inputs(&t.ledger, a, "/in", vec![in_a]).await;
+    record_inputs(&t.ledger, b, "/in", vec![in_b]).await;
 
     // Both runs still count the input as theirs (the later record took nothing from the first).
     assert_eq!(t.ledger.run_progress(a).await.unwrap().inputs, 1);
@@ -450,13 +459,21 @@ async fn two_runs_over_the_same_paths_each_keep_their_own_inputs_and_outputs() {
         .set_input_output(a, Path::new("/in/x.jpg"), Path::new("/out-a/x.jpg"))
         .await
         .unwrap();
-    assert_eq!(t.ledger.run_placed(a).await.unwrap(), 1);
-    assert_eq!(t.ledger.run_placed(b).await.unwrap(), 0);
+    let of_a = t.ledger.run_inputs_of_image(a, &sha(1)).await.unwrap();
+    let of_b = t.ledger.run_inputs_of_image(b, &sha(1)).await.unwrap();
+    assert_eq!(
+        of_a[0].output_path.as_deref(),
+        Some(Path::new("/out-a/x.jpg"))
+    );
+    assert_eq!(of_b[0].output_path, None, "nothing written in /out-b");
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_finished_run_forgets_its_membership() {
-    let t = fresh().await;
+async fn a_run_finished_before_its_walk_completed_has_no_inputs_left(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let run = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
     record(&t.ledger, run, 0, 3).await;
     assert_eq!(t.ledger.run_progress(run).await.unwrap().inputs, 3);
@@ -465,24 +482,33 @@ async fn a_finished_run_forgets_its_membership() {
     assert_eq!(t.ledger.input_counts().await.unwrap().total, 3);
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_finished_run_of_many_inputs_forgets_all_its_membership_slice_by_slice() {
-    let t = fresh().await;
+async fn a_finished_run_of_many_inputs_leaves_another_runs_inputs(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let run = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
     let other = t.ledger.begin_run("b", Path::new("/out")).await.unwrap();
-    record(&t.ledger, run, 0, 45_000).await;
-    record(&t.ledger, other, 0, 10).await;
+    let scan = t.ledger.begin_scan(run).await.unwrap();
+    for first in (0..5_000).step_by(1_000) {
+        crate::support::record_with(&scan, "/in", first, 1_000).await;
+    }
+    record_in(&t.ledger, other, "/other", 0, 10).await;
 
     t.ledger.finish_run(run, "complete", "{}").await.unwrap();
 
     assert_eq!(t.ledger.run_progress(run).await.unwrap().inputs, 0);
     assert_eq!(t.ledger.run_progress(other).await.unwrap().inputs, 10);
-    assert_eq!(t.ledger.input_counts().await.unwrap().total, 45_000);
+    assert_eq!(t.ledger.input_counts().await.unwrap().total, 5_010);
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_finished_run_leaves_the_membership_of_earlier_and_later_live_runs() {
-    let t = fresh().await;
+async fn a_finished_run_leaves_the_inputs_of_earlier_and_later_live_runs(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let earlier = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
     let finishing = t.ledger.begin_run("b", Path::new("/out")).await.unwrap();
     let later = t.ledger.begin_run("c", Path::new("/out")).await.unwrap();
@@ -495,22 +521,22 @@ async fn a_finished_run_leaves_the_membership_of_earlier_and_later_live_runs() {
         .await
         .unwrap();
 
+    // Each live run's inputs are the five present under /in, its root.
     assert_eq!(t.ledger.run_progress(finishing).await.unwrap().inputs, 0);
-    assert_eq!(t.ledger.run_progress(earlier).await.unwrap().inputs, 2);
-    assert_eq!(t.ledger.run_progress(later).await.unwrap().inputs, 4);
+    assert_eq!(t.ledger.run_progress(earlier).await.unwrap().inputs, 5);
+    assert_eq!(t.ledger.run_progress(later).await.unwrap().inputs, 5);
 }
 
+#[rstest]
 #[tokio::test]
-async fn forget_unused_deletes_only_a_new_image_that_no_input_holds() {
-    let t = fresh().await;
+async fn forget_unused_deletes_only_a_new_image_that_no_input_holds(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
-    l.record_inputs(run, &[input("/in/a.jpg", 1)])
-        .await
-        .unwrap();
-    l.record_inputs(run, &[input("/in/a.jpg", 2)])
-        .await
-        .unwrap();
+    record_inputs(l, run, "/in", vec![input("/in/a.jpg", 1)]).await;
+    record_inputs(l, run, "/in", vec![input("/in/a.jpg", 2)]).await;
 
     assert!(
         !l.forget_unused(&sha(2)).await.unwrap(),

@@ -1,25 +1,27 @@
-//! Ledger behaviour, each test on a real ledger file in its own temp folder.
+//! Ledger behaviour, each test on a real ledger in its own temp place, on every backend it
+//! names (`#[values(Backend::…)]`); what only SQLite has is tested on SQLite alone.
 //!
 //! One test binary (one link) with a module per theme. Tests that need a second process run
 //! this same binary again in child mode (see `child`).
 
-/// Shared fixtures: temp ledgers, deterministic hashes and inputs, raw SQL access, children.
+/// Shared fixtures: fresh ledgers per backend, deterministic inputs, scans, edits behind the
+/// ledger's back, children.
 mod support;
 
 /// The entry point a child process runs (does nothing in a normal test run).
 mod child;
 
-/// Two pools and two processes sharing one ledger.
+/// Two handles and two processes sharing one ledger.
 mod concurrency;
+/// The counters against a recount after every kind of write, and drifted ones caught.
+mod counters;
 /// A process killed in the middle of batched writes.
 mod crash;
 /// Recording inputs: round-trips, planned outputs, changed files, lookups.
 mod inputs;
-/// A run's end count kept with the ledger state, read back only while nothing changed.
-mod kept_counts;
-/// Folder listings kept with the state of the inputs, read back only while no input changed.
+/// Folder listings kept at the version of the inputs, stale after any change to them.
 mod listings;
-/// Opening: creation, migrations, refusals that leave the file untouched, serial, busy.
+/// Opening on any backend: reopening, the product serial, the processing estimate.
 mod open;
 /// Counts, lists, the resume set, export.
 mod queries;
@@ -27,7 +29,15 @@ mod queries;
 mod recover;
 /// Files found but not used: recorded, listed, refreshed, and dropped when they become inputs.
 mod rejected;
-/// Every transition, and every refusal from a wrong status.
+/// A run's roots (folders and files, never overlapping) and one transaction per batch.
+mod roots;
+/// The committed schema dump against the migrations.
+mod schema;
+/// The SQLite file: creation, migrations, refusals that leave the file untouched, busy.
+mod sqlite_file;
+/// Every transition, every refusal from a wrong status, and fenced claims.
 mod transitions;
-/// Complete walks: found inputs become the run's unrecorded, the others are marked missing.
+/// A ledger made by an older eraser, upgraded in place.
+mod upgrade;
+/// Complete walks: what they did not find is marked missing, guarded for other runs' records.
 mod walks;

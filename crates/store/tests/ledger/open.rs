@@ -1,334 +1,59 @@
-use std::time::Duration;
+use eraser_store::{ImageStatus, Ledger};
+use rstest::rstest;
 
-use eraser_store::{Error, ErrorKind, Ledger, MIGRATOR, OpenOptions};
-use sqlx::ConnectOptions;
-use sqlx::migrate::Migrate;
+use crate::support::{Backend, fresh, image_in, place, spoil_processing_estimate};
 
-use crate::support::{close, fresh, image_in, sql};
-
+#[rstest]
 #[tokio::test]
-async fn open_creates_missing_folders_and_applies_every_migration() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a/b/ledger.db");
-
-    Ledger::open(&path).await.unwrap();
-
-    let mut conn = sql(&path).await;
-    let applied: Vec<i64> =
-        sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-    let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-    assert_eq!(applied, known);
-    let tables: Vec<String> =
-        sqlx::query_scalar("select name from sqlite_master where type = 'table' order by name")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-    for table in ["images", "inputs", "meta", "runs", "status_counts"] {
-        assert!(
-            tables.iter().any(|t| t == table),
-            "missing table {table} in {tables:?}"
-        );
-    }
-    close(conn).await;
-}
-
-#[tokio::test]
-async fn the_ledger_file_is_in_wal_mode() {
-    let t = fresh().await;
-    let mut conn = sql(&t.path).await;
-    let mode: String = sqlx::query_scalar("pragma journal_mode")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(mode, "wal");
-    close(conn).await;
-}
-
-#[tokio::test]
-async fn meta_records_the_schema_version() {
-    let t = fresh().await;
-    let mut conn = sql(&t.path).await;
-    let version: String = sqlx::query_scalar("select value from meta where key = 'schema_version'")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(version, MIGRATOR.iter().count().to_string());
-    close(conn).await;
-}
-
-#[tokio::test]
-async fn reopening_keeps_the_data() {
-    let t = fresh().await;
-    let sha = image_in(&t.ledger, 1, eraser_store::ImageStatus::Done).await;
+async fn reopening_keeps_the_data(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    let (_, sha) = image_in(&t.ledger, 1, ImageStatus::Done).await;
     t.ledger.close().await;
 
-    let again = Ledger::open_existing(&t.path).await.unwrap();
+    let again = Ledger::open_existing(&t.location).await.unwrap();
 
     assert_eq!(
         again.image(&sha).await.unwrap().unwrap().status,
-        eraser_store::ImageStatus::Done
+        ImageStatus::Done
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn an_older_ledger_is_migrated_and_its_counts_seeded() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old.db");
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap();
-    conn.ensure_migrations_table().await.unwrap();
-    conn.apply(MIGRATOR.iter().next().unwrap()).await.unwrap();
-    sqlx::query(
-        "insert into images (sha256, size, format, status, created_at, updated_at)
-         values (?1, 1, 'jpeg', 'new', '2024-01-01T00:00:00.000000Z', '2024-01-01T00:00:00.000000Z')",
-    )
-    .bind("ab".repeat(32))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    close(conn).await;
+async fn the_ledger_says_where_it_lives(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
 
-    let ledger = Ledger::open(&path).await.unwrap();
-
-    let counts = ledger.status_counts().await.unwrap();
-    assert_eq!((counts.total, counts.new), (1, 1));
-    assert!(ledger.check_consistency().await.unwrap().is_ok());
+    assert_eq!(t.ledger.location(), &t.location);
 }
 
-/// A ledger at `path` as eraser left it at schema version 8, with `rows` (SQL) written into it.
-async fn schema_8_ledger(path: &std::path::Path, rows: &str) {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .foreign_keys(true)
-        .connect()
-        .await
-        .unwrap();
-    conn.ensure_migrations_table().await.unwrap();
-    for migration in MIGRATOR.iter().filter(|m| m.version <= 8) {
-        conn.apply(migration).await.unwrap();
-    }
-    sqlx::raw_sql(rows).execute(&mut conn).await.unwrap();
-    close(conn).await;
-}
-
+#[rstest]
 #[tokio::test]
-async fn a_ledger_of_schema_8_keeps_every_image_and_input_when_its_hashes_become_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v8.db");
-    let at = "'2024-01-01T00:00:00.000000Z'";
-    let rows = format!(
-        "insert into runs (id, host, pid, command, started_at, heartbeat_at)
-         values (1, 'h', 1, 'run', {at}, {at});
-         insert into images (id, sha256, size, format, created_at, updated_at)
-         values (1, '{done}', 10, 'jpeg', {at}, {at}),
-                (2, '{failed}', 20, 'png', {at}, {at}),
-                (3, '{new}', 30, 'webp', {at}, {at});
-         insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
-         values (cast('/in/a.jpg' as blob), 10, 1, 1, 1, {at}),
-                (cast('/in/a-copy.jpg' as blob), 10, 1, 1, 1, {at}),
-                (cast('/in/b.png' as blob), 20, 1, 2, 1, {at}),
-                (cast('/in/c.webp' as blob), 30, 1, 3, 1, {at});
-         update images set status = 'done', job_id = 'job-1', p_credits = 2 where id = 1;
-         update images set status = 'failed', job_id = 'job-2' where id = 2;",
-        done = "0a".repeat(32),
-        failed = "fb".repeat(32),
-        new = "1c".repeat(32),
-    );
-    schema_8_ledger(&path, &rows).await;
-
-    let ledger = Ledger::open(&path).await.unwrap();
-
-    let done = eraser_store::Sha256([0x0a; 32]);
-    let image = ledger.image(&done).await.unwrap().expect("the done image");
-    assert_eq!(
-        (image.status, image.job_id.as_deref(), image.size),
-        (eraser_store::ImageStatus::Done, Some("job-1"), 10)
-    );
-    assert_eq!(ledger.inputs_of_image(&done).await.unwrap().len(), 2);
-    let input = ledger
-        .input(std::path::Path::new("/in/b.png"))
-        .await
-        .unwrap();
-    assert_eq!(
-        input.expect("input b").sha256,
-        eraser_store::Sha256([0xfb; 32])
-    );
-    let listed = ledger.list_images(None, None, 10).await.unwrap();
-    let hashes: Vec<String> = listed.iter().map(|r| r.sha256.to_string()).collect();
-    assert_eq!(hashes, ["0a".repeat(32), "1c".repeat(32), "fb".repeat(32)]);
-    let counts = ledger.status_counts().await.unwrap();
-    assert_eq!((counts.done, counts.failed, counts.new), (1, 1, 1));
-    let inputs = ledger.input_counts().await.unwrap();
-    assert_eq!((inputs.total, inputs.done, inputs.failed), (4, 2, 1));
-    assert_eq!(ledger.credits_used().await.unwrap().p_credits, 2);
-    let report = ledger.check_consistency().await.unwrap();
-    assert!(report.is_ok(), "{report:?}");
-}
-
-#[tokio::test]
-async fn a_format_upgrade_waits_until_a_live_run_of_the_older_eraser_has_ended() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v8.db");
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    schema_8_ledger(
-        &path,
-        &format!(
-            "insert into runs (id, host, pid, command, started_at, heartbeat_at)
-             values (1, 'elsewhere', 4242, 'run', '{now}', '{now}')"
-        ),
-    )
-    .await;
-
-    let err = Ledger::open(&path).await.unwrap_err();
-
-    assert!(
-        matches!(err, Error::InUseByOlder { pid: 4242, .. }),
-        "{err:?}"
-    );
-    assert_eq!(err.kind(), ErrorKind::Retry);
-    assert!(err.to_string().contains("pid 4242 on elsewhere"), "{err}");
-    let mut conn = sql(&path).await;
-    let version: i64 = sqlx::query_scalar("select max(version) from _sqlx_migrations")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(version, 8, "the format is left as it was");
-    sqlx::query("update runs set finished_at = heartbeat_at")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    close(conn).await;
-    let ledger = Ledger::open(&path).await.unwrap();
-    assert!(ledger.check_consistency().await.unwrap().is_ok());
-}
-
-#[tokio::test]
-async fn open_existing_refuses_a_missing_file_without_creating_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nope/ledger.db");
-
-    let err = Ledger::open_existing(&path).await.unwrap_err();
-
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-    assert_eq!(err.kind(), ErrorKind::Stop);
-    assert!(err.to_string().contains(&path.display().to_string()));
-    assert!(!path.exists());
-    assert!(!path.parent().unwrap().exists());
-}
-
-#[tokio::test]
-async fn a_newer_schema_is_refused_and_the_file_left_byte_identical() {
-    let t = fresh().await;
-    let mut conn = sql(&t.path).await;
-    sqlx::query(
-        "insert into _sqlx_migrations (version, description, success, checksum, execution_time)
-         values (99990101000000, 'from the future', true, x'00', 0)",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    close(conn).await;
-    t.ledger.close().await;
-    let before = std::fs::read(&t.path).unwrap();
-
-    let err = Ledger::open(&t.path).await.unwrap_err();
-
-    assert!(
-        matches!(
-            err,
-            Error::NewerSchema {
-                found: 99990101000000,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(err.kind(), ErrorKind::Stop);
-    assert!(err.to_string().contains(&t.path.display().to_string()));
-    assert_eq!(std::fs::read(&t.path).unwrap(), before);
-}
-
-#[tokio::test]
-async fn a_corrupt_file_is_refused_and_left_byte_identical() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    let garbage: Vec<u8> = (0..8192u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    std::fs::write(&path, &garbage).unwrap();
-
-    let err = Ledger::open(&path).await.unwrap_err();
-
-    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
-    assert_eq!(err.kind(), ErrorKind::Stop);
-    assert!(err.to_string().contains(&path.display().to_string()));
-    assert_eq!(std::fs::read(&path).unwrap(), garbage);
-}
-
-#[tokio::test]
-async fn a_sqlite_database_that_is_not_a_ledger_is_refused_and_left_byte_identical() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("other.db");
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("create table photos (name text)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    close(conn).await;
-    let before = std::fs::read(&path).unwrap();
-
-    let err = Ledger::open(&path).await.unwrap_err();
-
-    assert!(matches!(err, Error::NotALedger { .. }), "{err:?}");
-    assert_eq!(std::fs::read(&path).unwrap(), before);
-}
-
-#[tokio::test]
-async fn a_folder_at_the_ledger_path_cannot_be_opened() {
-    let dir = tempfile::tempdir().unwrap();
-
-    let err = Ledger::open(dir.path()).await.unwrap_err();
-
-    assert!(matches!(err, Error::CannotOpen { .. }), "{err:?}");
-    assert_eq!(err.kind(), ErrorKind::Stop);
-}
-
-#[tokio::test]
-async fn the_product_serial_is_a_uuid_v4_generated_once_and_stable_across_reopen() {
-    let t = fresh().await;
+async fn the_product_serial_is_a_uuid_v4_generated_once_and_stable_across_reopen(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let first = t.ledger.product_serial().await.unwrap();
     assert_eq!(t.ledger.product_serial().await.unwrap(), first);
     let uuid = uuid::Uuid::parse_str(&first).unwrap();
     assert_eq!(uuid.get_version_num(), 4);
     t.ledger.close().await;
 
-    let again = Ledger::open(&t.path).await.unwrap();
+    let again = Ledger::open(&t.location).await.unwrap();
 
     assert_eq!(again.product_serial().await.unwrap(), first);
 }
 
+#[rstest]
 #[tokio::test]
-async fn concurrent_opens_of_a_fresh_file_agree_on_one_product_serial() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
+async fn concurrent_opens_of_a_fresh_ledger_agree_on_one_product_serial(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let place = place(backend);
 
     let opens = (0..4).map(|_| {
-        let path = path.clone();
+        let location = place.location.clone();
         tokio::spawn(async move {
-            let ledger = Ledger::open(&path).await.unwrap();
+            let ledger = Ledger::open(&location).await.unwrap();
             ledger.product_serial().await.unwrap()
         })
     });
@@ -337,38 +62,12 @@ async fn concurrent_opens_of_a_fresh_file_agree_on_one_product_serial() {
     assert!(serials.iter().all(|s| *s == serials[0]), "{serials:?}");
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_lock_held_past_the_busy_timeout_is_a_retryable_busy_error_naming_the_file() {
-    let t = fresh().await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    let impatient = OpenOptions::new()
-        .busy_timeout(Duration::from_millis(100))
-        .open(&t.path)
-        .await
-        .unwrap();
-    let mut holder = sql(&t.path).await;
-    sqlx::query("begin immediate")
-        .execute(&mut holder)
-        .await
-        .unwrap();
-
-    let err = impatient.heartbeat(run).await.unwrap_err();
-
-    assert!(matches!(err, Error::Busy { .. }), "{err:?}");
-    assert!(err.is_retryable());
-    assert!(err.to_string().contains(&t.path.display().to_string()));
-    sqlx::query("rollback").execute(&mut holder).await.unwrap();
-    impatient.heartbeat(run).await.unwrap();
-    close(holder).await;
-}
-
-#[tokio::test]
-async fn the_processing_estimate_is_kept_for_the_next_run_and_a_bad_value_is_ignored() {
-    let t = fresh().await;
+async fn the_processing_estimate_is_kept_for_the_next_run_and_a_bad_value_is_ignored(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     assert_eq!(t.ledger.processing_estimate().await.unwrap(), None);
 
     t.ledger.set_processing_estimate(7.25).await.unwrap();
@@ -376,11 +75,6 @@ async fn the_processing_estimate_is_kept_for_the_next_run_and_a_bad_value_is_ign
     assert_eq!(t.ledger.processing_estimate().await.unwrap(), Some(8.5));
     assert!(t.ledger.set_processing_estimate(f64::NAN).await.is_err());
 
-    let mut conn = sql(&t.path).await;
-    sqlx::query("update meta set value = 'soon' where key = 'processing_seconds'")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    close(conn).await;
+    spoil_processing_estimate(&t).await;
     assert_eq!(t.ledger.processing_estimate().await.unwrap(), None);
 }

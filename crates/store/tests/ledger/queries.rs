@@ -2,29 +2,32 @@ use std::path::Path;
 
 use eraser_store::{ImageStatus, InputCounts, RunProgress, StatusCounts};
 use futures_util::TryStreamExt;
+use rstest::rstest;
 
-use crate::support::{done_record, failure, fresh, image_in, input, record};
+use crate::support::{
+    Backend, done_record, failure, fresh, image_in, input, record, record_in, record_inputs, sha,
+};
 
+#[rstest]
 #[tokio::test]
-async fn status_counts_equal_a_recount_after_a_mix_of_transitions() {
-    let t = fresh().await;
+async fn status_counts_equal_a_recount_after_a_mix_of_transitions(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
-    let run = l
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+    let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     let shas = record(l, run, 0, 40).await;
     let claims = l.claim_for_upload(run, 30).await.unwrap();
     for (i, c) in claims.iter().enumerate() {
         match i % 6 {
-            0 => l.release_claim(&c.sha256).await.unwrap(),
-            1 => l.mark_failed(&c.sha256, &failure(1)).await.unwrap(),
+            0 => l.release_claim(run, &c.sha256).await.unwrap(),
+            1 => l.mark_failed(run, &c.sha256, &failure(1)).await.unwrap(),
             2 => l
-                .mark_processing(&c.sha256, &format!("job-{i}"))
+                .mark_processing(run, &c.sha256, &format!("job-{i}"))
                 .await
                 .unwrap(),
             3 => {
-                l.mark_processing(&c.sha256, &format!("job-{i}"))
+                l.mark_processing(run, &c.sha256, &format!("job-{i}"))
                     .await
                     .unwrap();
                 l.mark_done(&c.sha256, &done_record(1)).await.unwrap();
@@ -41,33 +44,31 @@ async fn status_counts_equal_a_recount_after_a_mix_of_transitions() {
     assert_eq!(l.status_counts().await.unwrap(), report.recount);
 }
 
+#[rstest]
 #[tokio::test]
-async fn run_progress_counts_the_runs_distinct_images_by_status_and_its_placed_inputs() {
-    let t = fresh().await;
+async fn run_progress_counts_the_runs_distinct_images_by_status_and_its_inputs(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
-    let other = l
-        .begin_run("other", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    l.record_inputs(other, &[input("/in/other.jpg", 9)])
-        .await
-        .unwrap();
-    let run = l
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    l.record_inputs(
+    let other = l.begin_run("other", Path::new("/out")).await.unwrap();
+    record_inputs(l, other, "/other", vec![input("/other/other.jpg", 9)]).await;
+    let run = l.begin_run("test", Path::new("/out")).await.unwrap();
+    record_inputs(
+        l,
         run,
-        &[
+        "/in",
+        vec![
             input("/in/a.jpg", 1),
             input("/in/a copy.jpg", 1),
             input("/in/b.jpg", 2),
         ],
     )
-    .await
-    .unwrap();
+    .await;
     let claims = l.claim_for_upload(run, 1).await.unwrap();
-    l.mark_processing(&claims[0].sha256, "j").await.unwrap();
+    l.mark_processing(run, &claims[0].sha256, "j")
+        .await
+        .unwrap();
     l.mark_done(&claims[0].sha256, &done_record(1))
         .await
         .unwrap();
@@ -85,27 +86,26 @@ async fn run_progress_counts_the_runs_distinct_images_by_status_and_its_placed_i
         ..StatusCounts::default()
     };
     assert_eq!(progress, RunProgress { images, inputs: 3 });
-    assert_eq!(l.run_placed(run).await.unwrap(), 1);
+    let inputs = l.run_inputs(run, None, 10).await.unwrap();
+    let written = inputs.iter().filter(|s| s.input.output_path.is_some());
+    assert_eq!(written.count(), 1, "one input placed");
 }
 
+#[rstest]
 #[tokio::test]
-async fn run_inputs_pages_every_input_of_the_run_with_its_image_state() {
-    let t = fresh().await;
+async fn run_inputs_pages_every_input_of_the_run_with_its_image_state(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
-    let other = l
-        .begin_run("other", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    l.record_inputs(other, &[input("/in/0-other.jpg", 9)])
-        .await
-        .unwrap();
-    let run = l
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+    let other = l.begin_run("other", Path::new("/out")).await.unwrap();
+    record_inputs(l, other, "/other", vec![input("/other/0-other.jpg", 9)]).await;
+    let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     record(l, run, 0, 5).await;
     let failed = l.claim_for_upload(run, 1).await.unwrap();
-    l.mark_failed(&failed[0].sha256, &failure(7)).await.unwrap();
+    l.mark_failed(run, &failed[0].sha256, &failure(7))
+        .await
+        .unwrap();
 
     let mut all = Vec::new();
     let mut after = None;
@@ -128,31 +128,32 @@ async fn run_inputs_pages_every_input_of_the_run_with_its_image_state() {
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn input_counts_count_inputs_by_their_images_outcome() {
-    let t = fresh().await;
+async fn input_counts_count_inputs_by_their_images_outcome(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
-    let run = l
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    l.record_inputs(
+    let run = l.begin_run("test", Path::new("/out")).await.unwrap();
+    record_inputs(
+        l,
         run,
-        &[
+        "/in",
+        vec![
             input("/in/a.jpg", 1),
             input("/in/a2.jpg", 1),
             input("/in/b.jpg", 2),
             input("/in/c.jpg", 3),
         ],
     )
-    .await
-    .unwrap();
+    .await;
     for c in l.claim_for_upload(run, 10).await.unwrap() {
-        if c.sha256 == crate::support::sha(1) {
-            l.mark_processing(&c.sha256, "j").await.unwrap();
+        if c.sha256 == sha(1) {
+            l.mark_processing(run, &c.sha256, "j").await.unwrap();
             l.mark_done(&c.sha256, &done_record(1)).await.unwrap();
-        } else if c.sha256 == crate::support::sha(2) {
-            l.mark_failed(&c.sha256, &failure(3)).await.unwrap();
+        } else if c.sha256 == sha(2) {
+            l.mark_failed(run, &c.sha256, &failure(3)).await.unwrap();
         }
     }
 
@@ -168,10 +169,8 @@ async fn input_counts_count_inputs_by_their_images_outcome() {
     );
 
     // An edited file moves to new content; a done image going back to new takes its inputs along.
-    l.record_inputs(run, &[input("/in/a2.jpg", 4)])
-        .await
-        .unwrap();
-    l.reset_done(&crate::support::sha(1)).await.unwrap();
+    record_inputs(l, run, "/in", vec![input("/in/a2.jpg", 4)]).await;
+    l.reset_done(&sha(1)).await.unwrap();
     assert_eq!(
         l.input_counts().await.unwrap(),
         InputCounts {
@@ -184,22 +183,24 @@ async fn input_counts_count_inputs_by_their_images_outcome() {
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn new_copies_of_done_and_failed_content_count_in_the_tallies_of_their_status() {
-    let t = fresh().await;
+async fn new_copies_of_done_and_failed_content_count_in_the_counters_of_their_status(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
-    let done = image_in(l, 1, ImageStatus::Done).await;
-    let failed = image_in(l, 2, ImageStatus::Failed).await;
-    let run = l
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+    let (_, done) = image_in(l, 1, ImageStatus::Done).await;
+    let (_, failed) = image_in(l, 2, ImageStatus::Failed).await;
+    let run = l.begin_run("test", Path::new("/out")).await.unwrap();
 
     // One batch: copies of the done and the failed content, new content twice, and the same
     // path named twice.
-    l.record_inputs(
+    record_inputs(
+        l,
         run,
-        &[
+        "/in",
+        vec![
             input("/in/copy-of-done.jpg", 1),
             input("/in/copy-of-done-again.jpg", 1),
             input("/in/copy-of-failed.jpg", 2),
@@ -208,8 +209,7 @@ async fn new_copies_of_done_and_failed_content_count_in_the_tallies_of_their_sta
             input("/in/new-twin.jpg", 3),
         ],
     )
-    .await
-    .unwrap();
+    .await;
 
     assert_eq!(
         l.input_counts().await.unwrap(),
@@ -228,44 +228,18 @@ async fn new_copies_of_done_and_failed_content_count_in_the_tallies_of_their_sta
     assert_eq!(l.inputs_of_image(&failed).await.unwrap().len(), 2);
 }
 
+#[rstest]
 #[tokio::test]
-async fn input_tallies_that_drifted_from_a_recount_fail_the_consistency_check() {
-    let t = fresh().await;
+async fn failure_groups_group_failed_images_by_code_largest_first(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
-    image_in(l, 1, ImageStatus::Done).await;
-    assert!(l.check_consistency().await.unwrap().is_ok());
-    let mut conn = crate::support::sql(&t.path).await;
-    sqlx::query("update tallies set n = n + 1 where name = 'inputs_done'")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    crate::support::close(conn).await;
-
-    let report = l.check_consistency().await.unwrap();
-
-    assert!(!report.is_ok());
-    assert_eq!(
-        report.counts_table, report.recount,
-        "the images' counts are exact"
-    );
-    assert_eq!(
-        (report.input_counts_table.done, report.input_recount.done),
-        (2, 1)
-    );
-}
-
-#[tokio::test]
-async fn failure_groups_group_failed_images_by_code_largest_first() {
-    let t = fresh().await;
-    let l = &t.ledger;
-    let run = l
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+    let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     record(l, run, 0, 4).await;
     let claims = l.claim_for_upload(run, 4).await.unwrap();
     for (c, code) in claims.iter().zip([429, 500, 429, 429]) {
-        l.mark_failed(&c.sha256, &failure(code)).await.unwrap();
+        l.mark_failed(run, &c.sha256, &failure(code)).await.unwrap();
     }
 
     let groups = l.failure_groups().await.unwrap();
@@ -283,9 +257,10 @@ async fn failure_groups_group_failed_images_by_code_largest_first() {
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn credits_used_sum_the_done_images() {
-    let t = fresh().await;
+async fn credits_used_sum_the_done_images(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
     image_in(&t.ledger, 1, ImageStatus::Done).await;
     image_in(&t.ledger, 2, ImageStatus::Done).await;
     image_in(&t.ledger, 3, ImageStatus::Processing).await;
@@ -298,11 +273,14 @@ async fn credits_used_sum_the_done_images() {
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn in_flight_lists_processing_jobs_oldest_first_up_to_the_limit() {
-    let t = fresh().await;
-    let first = image_in(&t.ledger, 1, ImageStatus::Processing).await;
-    let second = image_in(&t.ledger, 2, ImageStatus::Processing).await;
+async fn in_flight_lists_processing_jobs_oldest_first_up_to_the_limit(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let (_, first) = image_in(&t.ledger, 1, ImageStatus::Processing).await;
+    let (_, second) = image_in(&t.ledger, 2, ImageStatus::Processing).await;
     image_in(&t.ledger, 3, ImageStatus::Processing).await;
     image_in(&t.ledger, 4, ImageStatus::Uploading).await;
 
@@ -312,18 +290,20 @@ async fn in_flight_lists_processing_jobs_oldest_first_up_to_the_limit() {
     assert_eq!(got, [(first, "job-1"), (second, "job-2")]);
 }
 
+#[rstest]
 #[tokio::test]
-async fn run_in_flight_lists_only_the_runs_processing_images() {
-    let t = fresh().await;
+async fn run_in_flight_lists_only_the_runs_processing_images(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
     image_in(l, 1, ImageStatus::Processing).await;
-    let run = l
-        .begin_run("test", std::path::Path::new("/out"))
+    let run = l.begin_run("test", Path::new("/out")).await.unwrap();
+    record_in(l, run, "/mine", 10, 2).await;
+    let claims = l.claim_for_upload(run, 1).await.unwrap();
+    l.mark_processing(run, &claims[0].sha256, "mine")
         .await
         .unwrap();
-    record(l, run, 10, 2).await;
-    let claims = l.claim_for_upload(run, 1).await.unwrap();
-    l.mark_processing(&claims[0].sha256, "mine").await.unwrap();
 
     let jobs = l.run_in_flight(run).await.unwrap();
 
@@ -333,10 +313,11 @@ async fn run_in_flight_lists_only_the_runs_processing_images() {
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn an_image_is_found_by_its_job_id() {
-    let t = fresh().await;
-    let sha = image_in(&t.ledger, 1, ImageStatus::Processing).await;
+async fn an_image_is_found_by_its_job_id(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    let (_, sha) = image_in(&t.ledger, 1, ImageStatus::Processing).await;
 
     assert_eq!(
         t.ledger
@@ -355,19 +336,19 @@ async fn an_image_is_found_by_its_job_id() {
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn list_images_pages_by_sha256_optionally_within_one_status() {
-    let t = fresh().await;
+async fn list_images_pages_by_sha256_optionally_within_one_status(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
-    let run = l
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+    let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     let mut shas = record(l, run, 0, 5).await;
     shas.sort();
     let failed = l.claim_for_upload(run, 2).await.unwrap();
     for c in &failed {
-        l.mark_failed(&c.sha256, &failure(1)).await.unwrap();
+        l.mark_failed(run, &c.sha256, &failure(1)).await.unwrap();
     }
 
     let page1 = l.list_images(None, None, 3).await.unwrap();
@@ -386,24 +367,23 @@ async fn list_images_pages_by_sha256_optionally_within_one_status() {
     assert!(only_failed.iter().all(|r| r.status == ImageStatus::Failed));
 }
 
+#[rstest]
 #[tokio::test]
-async fn export_streams_every_image_and_every_input() {
-    let t = fresh().await;
+async fn export_streams_every_image_and_every_input(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
-    let run = l
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    l.record_inputs(
+    let run = l.begin_run("test", Path::new("/out")).await.unwrap();
+    record_inputs(
+        l,
         run,
-        &[
+        "/in",
+        vec![
             input("/in/a.jpg", 1),
             input("/in/b.jpg", 1),
             input("/in/c.jpg", 2),
         ],
     )
-    .await
-    .unwrap();
+    .await;
 
     let images: Vec<_> = l.export_images().try_collect().await.unwrap();
     let inputs: Vec<_> = l.export_inputs().try_collect().await.unwrap();

@@ -1,21 +1,22 @@
+use std::path::Path;
 use std::time::Duration;
 
-use eraser_store::{Error, ImageStatus, Ledger, RunId};
+use eraser_store::{Error, ImageStatus, Ledger, RunId, Sha256};
+use rstest::rstest;
 
-use crate::support::{close, fresh, record, sql, status_of};
+use crate::support::{
+    Backend, age_heartbeat, delete_run_behind_the_ledgers_back, fresh, record, set_run_host,
+    set_run_pid, status_of,
+};
 
 const STALE: Duration = Duration::from_secs(60);
 
+/// A heartbeat older than [`STALE`].
+const LONG_AGO: i64 = 3600;
+
 /// A run with `n` claimed images; returns the run and the claimed hashes.
-async fn run_with_claims(
-    ledger: &Ledger,
-    first: u64,
-    n: u64,
-) -> (RunId, Vec<eraser_store::Sha256>) {
-    let run = ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+async fn run_with_claims(ledger: &Ledger, first: u64, n: u64) -> (RunId, Vec<Sha256>) {
+    let run = ledger.begin_run("test", Path::new("/out")).await.unwrap();
     record(ledger, run, first, n).await;
     let claims = ledger
         .claim_for_upload(run, u32::try_from(n).unwrap())
@@ -25,20 +26,10 @@ async fn run_with_claims(
     (run, claims.into_iter().map(|c| c.sha256).collect())
 }
 
-/// Rewrites a run's registry row behind the ledger's back.
-async fn set_run(path: &std::path::Path, run: RunId, assignments: &str) {
-    let mut conn = sql(path).await;
-    sqlx::query(&format!("update runs set {assignments} where id = ?1"))
-        .bind(run.0)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    close(conn).await;
-}
-
+#[rstest]
 #[tokio::test]
-async fn a_live_runs_claims_are_left_alone() {
-    let t = fresh().await;
+async fn a_live_runs_claims_are_left_alone(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
     let (run, shas) = run_with_claims(&t.ledger, 0, 3).await;
 
     assert_eq!(t.ledger.recover(STALE).await.unwrap(), 0);
@@ -52,9 +43,12 @@ async fn a_live_runs_claims_are_left_alone() {
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn claims_of_a_finished_run_go_back_to_new_as_possible_repeat_uploads() {
-    let t = fresh().await;
+async fn claims_of_a_finished_run_go_back_to_new_as_possible_repeat_uploads(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let (run, shas) = run_with_claims(&t.ledger, 0, 3).await;
     t.ledger.finish_run(run, "interrupted", "{}").await.unwrap();
 
@@ -69,50 +63,61 @@ async fn claims_of_a_finished_run_go_back_to_new_as_possible_repeat_uploads() {
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn claims_of_a_run_whose_process_is_gone_from_this_host_are_taken_back() {
-    let t = fresh().await;
+async fn claims_of_a_run_whose_process_is_gone_from_this_host_are_taken_back(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let (run, shas) = run_with_claims(&t.ledger, 0, 2).await;
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let pid = gone.id();
     gone.wait().unwrap();
-    set_run(&t.path, run, &format!("pid = {pid}")).await;
+    set_run_pid(&t, run, i64::from(pid)).await;
 
     assert_eq!(t.ledger.recover(STALE).await.unwrap(), 2);
 
     assert_eq!(status_of(&t.ledger, &shas[0]).await, ImageStatus::New);
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_stale_heartbeat_counts_as_dead_even_with_a_live_pid() {
-    let t = fresh().await;
+async fn a_stale_heartbeat_counts_as_dead_even_with_a_live_pid(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let (run, shas) = run_with_claims(&t.ledger, 0, 1).await;
-    set_run(&t.path, run, "heartbeat_at = '2000-01-01T00:00:00.000000Z'").await;
+    age_heartbeat(&t, run, LONG_AGO).await;
 
     assert_eq!(t.ledger.recover(STALE).await.unwrap(), 1);
 
     assert_eq!(status_of(&t.ledger, &shas[0]).await, ImageStatus::New);
 }
 
+#[rstest]
 #[tokio::test]
-async fn another_hosts_run_is_trusted_until_its_heartbeat_goes_stale() {
-    let t = fresh().await;
+async fn another_hosts_run_is_trusted_until_its_heartbeat_goes_stale(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let (run, shas) = run_with_claims(&t.ledger, 0, 1).await;
-    set_run(&t.path, run, "host = 'elsewhere.invalid', pid = 1").await;
+    set_run_host(&t, run, "elsewhere.invalid").await;
+    set_run_pid(&t, run, 1).await;
 
     assert_eq!(t.ledger.recover(STALE).await.unwrap(), 0);
     assert_eq!(status_of(&t.ledger, &shas[0]).await, ImageStatus::Uploading);
 
-    set_run(&t.path, run, "heartbeat_at = '2000-01-01T00:00:00.000000Z'").await;
+    age_heartbeat(&t, run, LONG_AGO).await;
     assert_eq!(t.ledger.recover(STALE).await.unwrap(), 1);
     assert_eq!(status_of(&t.ledger, &shas[0]).await, ImageStatus::New);
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_heartbeat_keeps_a_run_fresh() {
-    let t = fresh().await;
+async fn a_heartbeat_keeps_a_run_fresh(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
     let (run, shas) = run_with_claims(&t.ledger, 0, 1).await;
-    set_run(&t.path, run, "heartbeat_at = '2000-01-01T00:00:00.000000Z'").await;
+    age_heartbeat(&t, run, LONG_AGO).await;
 
     t.ledger.heartbeat(run).await.unwrap();
 
@@ -120,32 +125,29 @@ async fn a_heartbeat_keeps_a_run_fresh() {
     assert_eq!(status_of(&t.ledger, &shas[0]).await, ImageStatus::Uploading);
 }
 
+#[rstest]
 #[tokio::test]
-async fn claims_of_a_run_no_longer_registered_are_taken_back() {
-    let t = fresh().await;
+async fn claims_of_a_run_no_longer_registered_are_taken_back(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let (run, shas) = run_with_claims(&t.ledger, 0, 2).await;
-    let mut conn = sql(&t.path).await;
-    sqlx::query("pragma foreign_keys = on")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query("delete from runs where id = ?1")
-        .bind(run.0)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    close(conn).await;
+    delete_run_behind_the_ledgers_back(&t, run).await;
 
     assert_eq!(t.ledger.recover(STALE).await.unwrap(), 2);
 
     assert_eq!(status_of(&t.ledger, &shas[1]).await, ImageStatus::New);
 }
 
+#[rstest]
 #[tokio::test]
-async fn processing_images_stay_to_be_polled() {
-    let t = fresh().await;
+async fn processing_images_stay_to_be_polled(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
     let (run, shas) = run_with_claims(&t.ledger, 0, 1).await;
-    t.ledger.mark_processing(&shas[0], "job").await.unwrap();
+    t.ledger
+        .mark_processing(run, &shas[0], "job")
+        .await
+        .unwrap();
     t.ledger.finish_run(run, "interrupted", "{}").await.unwrap();
 
     assert_eq!(t.ledger.recover(STALE).await.unwrap(), 0);
@@ -156,9 +158,10 @@ async fn processing_images_stay_to_be_polled() {
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_heartbeat_for_an_unknown_run_is_refused() {
-    let t = fresh().await;
+async fn a_heartbeat_for_an_unknown_run_is_refused(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
 
     let err = t.ledger.heartbeat(RunId(4242)).await.unwrap_err();
 

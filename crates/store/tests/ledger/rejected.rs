@@ -1,33 +1,39 @@
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
-use eraser_store::{RejectKind, Rejection};
+use eraser_store::{Ledger, RejectKind, Rejection, RunId, ScanBatch};
+use rstest::rstest;
 
-use crate::support::{fresh, input};
+use crate::support::{Backend, batch, folder, fresh, input, record_inputs, rejection};
 
-fn rejection(path: &str, kind: RejectKind, reason: &str) -> Rejection {
-    Rejection {
-        path: PathBuf::from(path),
-        kind,
-        reason: reason.into(),
-    }
+/// Records `rejected` for `run`, whose root is `/in`.
+async fn record_rejected(ledger: &Ledger, run: RunId, rejected: Vec<Rejection>) {
+    let batch = ScanBatch {
+        roots: vec![folder("/in")],
+        inputs: Vec::new(),
+        rejected,
+    };
+    crate::support::record_batch(ledger, run, &batch).await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn rejected_files_are_listed_by_path_and_kind_and_counted() {
-    let t = fresh().await;
+async fn rejected_files_are_listed_by_path_and_kind_and_counted(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
-    l.record_rejected(
+    record_rejected(
+        l,
         run,
-        &[
+        vec![
             rejection("/in/notes.txt", RejectKind::Skipped, "not an image"),
             rejection("/in/big.jpg", RejectKind::Error, "over the upload limit"),
             rejection("/in/empty.png", RejectKind::Error, "empty file"),
         ],
     )
-    .await
-    .unwrap();
+    .await;
 
     let all = l.list_rejected(None, None, 10).await.unwrap();
     let paths: Vec<&Path> = all.iter().map(|r| r.path.as_path()).collect();
@@ -54,22 +60,28 @@ async fn rejected_files_are_listed_by_path_and_kind_and_counted() {
     assert_eq!((counts.skipped, counts.rejected), (1, 2));
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_rejection_seen_again_is_refreshed_not_duplicated() {
-    let t = fresh().await;
+async fn a_rejection_seen_again_is_refreshed_not_duplicated(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
     let first = l.begin_run("test", Path::new("/out")).await.unwrap();
     let path = "/in/x.jpg";
-    l.record_rejected(
+    record_rejected(
+        l,
         first,
-        &[rejection(path, RejectKind::Skipped, "not an image")],
+        vec![rejection(path, RejectKind::Skipped, "not an image")],
     )
-    .await
-    .unwrap();
+    .await;
     let second = l.begin_run("test", Path::new("/out")).await.unwrap();
-    l.record_rejected(second, &[rejection(path, RejectKind::Error, "cannot read")])
-        .await
-        .unwrap();
+    record_rejected(
+        l,
+        second,
+        vec![rejection(path, RejectKind::Error, "cannot read")],
+    )
+    .await;
 
     let row = l.rejected(Path::new(path)).await.unwrap().expect("row");
     assert_eq!(
@@ -80,78 +92,76 @@ async fn a_rejection_seen_again_is_refreshed_not_duplicated() {
     assert_eq!((counts.skipped, counts.rejected), (0, 1));
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_rejected_path_that_becomes_an_input_leaves_the_rejected_list() {
-    let t = fresh().await;
+async fn a_rejected_path_that_becomes_an_input_leaves_the_rejected_list(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
-    l.record_rejected(
+    record_rejected(
+        l,
         run,
-        &[rejection("/in/a.jpg", RejectKind::Error, "empty file")],
+        vec![rejection("/in/a.jpg", RejectKind::Error, "empty file")],
     )
-    .await
-    .unwrap();
+    .await;
 
-    l.record_inputs(run, &[input("/in/a.jpg", 1)])
-        .await
-        .unwrap();
+    record_inputs(l, run, "/in", vec![input("/in/a.jpg", 1)]).await;
 
     assert!(l.rejected(Path::new("/in/a.jpg")).await.unwrap().is_none());
     assert_eq!(l.input_counts().await.unwrap().rejected, 0);
 }
 
+#[rstest]
 #[tokio::test]
-async fn rejected_paths_keep_bytes_that_are_not_utf8() {
-    let t = fresh().await;
+async fn rejected_paths_keep_bytes_that_are_not_utf8(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/in/caf\xe9.jpg"));
-    l.record_rejected(
-        run,
-        &[Rejection {
-            path: odd.clone(),
-            kind: RejectKind::Skipped,
-            reason: "not an image".into(),
-        }],
-    )
-    .await
-    .unwrap();
+    let odd_file = Rejection {
+        path: odd.clone(),
+        kind: RejectKind::Skipped,
+        reason: "not an image".into(),
+    };
+    record_rejected(l, run, vec![odd_file]).await;
 
     let rows = l.list_rejected(None, None, 10).await.unwrap();
     assert_eq!(rows[0].path, odd);
 }
 
+#[rstest]
 #[tokio::test]
-async fn pruning_a_walked_folder_forgets_only_its_files_the_run_did_not_see_again() {
-    let t = fresh().await;
+async fn a_completed_walk_forgets_only_the_rejected_files_under_its_roots_it_did_not_see_again(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let l = &t.ledger;
     let first = l.begin_run("first", Path::new("/out")).await.unwrap();
-    l.record_rejected(
-        first,
-        &[
+    let everywhere = ScanBatch {
+        roots: vec![folder("/in"), folder("/in2")],
+        inputs: Vec::new(),
+        rejected: vec![
             rejection("/in/gone.txt", RejectKind::Skipped, "not an image"),
             rejection("/in/sub/gone.jpg", RejectKind::Error, "empty file"),
             rejection("/in/still.txt", RejectKind::Skipped, "not an image"),
             rejection("/in2/elsewhere.txt", RejectKind::Skipped, "not an image"),
         ],
-    )
-    .await
-    .unwrap();
+    };
+    crate::support::record_batch(l, first, &everywhere).await;
     let second = l.begin_run("second", Path::new("/out")).await.unwrap();
-    l.record_rejected(
-        second,
-        &[rejection(
-            "/in/still.txt",
-            RejectKind::Skipped,
-            "not an image",
-        )],
-    )
-    .await
-    .unwrap();
+    let scan = l.begin_scan(second).await.unwrap();
+    let mut again = batch("/in", Vec::new());
+    again.rejected = vec![rejection(
+        "/in/still.txt",
+        RejectKind::Skipped,
+        "not an image",
+    )];
+    scan.record(&again).await.unwrap();
 
-    let forgotten = l.prune_rejected(second, &[Path::new("/in")]).await.unwrap();
+    scan.complete().await.unwrap();
 
-    assert_eq!(forgotten, 2);
     let left: Vec<PathBuf> = l
         .list_rejected(None, None, 10)
         .await
@@ -168,4 +178,34 @@ async fn pruning_a_walked_folder_forgets_only_its_files_the_run_did_not_see_agai
     );
     let counts = l.input_counts().await.unwrap();
     assert_eq!((counts.skipped, counts.rejected), (2, 0));
+}
+
+#[rstest]
+#[tokio::test]
+async fn rejected_files_stay_until_the_walk_is_complete(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let l = &t.ledger;
+    let first = l.begin_run("first", Path::new("/out")).await.unwrap();
+    record_rejected(
+        l,
+        first,
+        vec![rejection(
+            "/in/notes.txt",
+            RejectKind::Skipped,
+            "not an image",
+        )],
+    )
+    .await;
+    let second = l.begin_run("second", Path::new("/out")).await.unwrap();
+
+    record_rejected(l, second, Vec::new()).await;
+
+    assert!(
+        l.rejected(Path::new("/in/notes.txt"))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

@@ -1,29 +1,89 @@
+//! Shared fixtures: a fresh ledger on each backend, deterministic hashes and inputs, scans that
+//! record them, images driven to a status, edits made behind the ledger's back, children.
+//!
+//! Every edit behind the ledger's back is one function per need, each a `match` on the
+//! backend: the SQL differs between SQLite and PostgreSQL, the test's intent does not.
+
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use eraser_store::{
-    DoneRecord, Failure, FoundInputs, ImageStatus, InputRecord, Ledger, RunId, Sha256,
+    Content, DoneRecord, Failure, FoundInput, ImageStatus, Ledger, Location, RejectKind, Rejection,
+    Root, RunId, ScanBatch, ScanSession, Sha256,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 use tempfile::TempDir;
 
-/// A ledger in its own temp folder (removed on drop).
-pub struct TestLedger {
-    _dir: TempDir,
-    pub path: PathBuf,
-    pub ledger: Ledger,
+/// The backends a test runs on (`#[values(…)]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    #[expect(
+        dead_code,
+        reason = "no test names PostgreSQL until its backend exists"
+    )]
+    Postgres,
 }
 
-pub async fn fresh() -> TestLedger {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    let ledger = Ledger::open(&path).await.unwrap();
+/// Fails a test that reached a helper whose PostgreSQL form is not written yet.
+fn postgres_pending(need: &str) -> ! {
+    panic!("support::{need} has no PostgreSQL form yet (crates/store/tests/ledger/support.rs)")
+}
+
+/// Where a fresh, not yet opened ledger lives, and what keeps it there until dropped.
+pub struct Place {
+    pub location: Location,
+    _dir: Option<TempDir>,
+}
+
+/// A place for a ledger nothing has opened yet: a file in its own temp folder on SQLite.
+pub fn place(backend: Backend) -> Place {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            Place {
+                location: Location::file(dir.path().join("ledger.db")),
+                _dir: Some(dir),
+            }
+        }
+        Backend::Postgres => postgres_pending("place"),
+    }
+}
+
+/// An opened, empty ledger of one backend (removed on drop).
+pub struct TestLedger {
+    pub backend: Backend,
+    pub location: Location,
+    pub ledger: Ledger,
+    _place: Place,
+}
+
+impl TestLedger {
+    /// Another handle on the same ledger (its own connections, as another process has).
+    pub async fn another_handle(&self) -> Ledger {
+        Ledger::open(&self.location).await.unwrap()
+    }
+}
+
+pub async fn fresh(backend: Backend) -> TestLedger {
+    let place = place(backend);
+    let ledger = Ledger::open(&place.location).await.unwrap();
     TestLedger {
-        _dir: dir,
-        path,
+        backend,
+        location: place.location.clone(),
         ledger,
+        _place: place,
+    }
+}
+
+/// The text a child process is given to open the same ledger (the URL unmasked).
+pub fn location_text(location: &Location) -> OsString {
+    match location {
+        Location::File(path) => path.clone().into_os_string(),
+        Location::Postgres(url) => url.expose().into(),
     }
 }
 
@@ -34,32 +94,104 @@ pub fn sha(n: u64) -> Sha256 {
     Sha256(bytes)
 }
 
-/// An input at `path` holding image `n`, planned to go to `path` under `/out`.
-pub fn input(path: impl Into<PathBuf>, n: u64) -> InputRecord {
+/// The mtime every generated input has.
+pub const MTIME: i64 = 1_700_000_000_000_000_000;
+
+/// Where `path`'s result is planned: the same path under `/out`.
+pub fn planned(path: &Path) -> PathBuf {
+    Path::new("/out").join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// The path `record_in` gives input `n` in `folder`.
+pub fn img(folder: &str, n: u64) -> PathBuf {
+    PathBuf::from(format!("{folder}/img-{n:06}.jpg"))
+}
+
+/// A hashed input at `path` holding image `n` (size `1000 + n`), planned under `/out`.
+pub fn input(path: impl Into<PathBuf>, n: u64) -> FoundInput {
     let path = path.into();
-    let planned_output = Path::new("/out").join(path.strip_prefix("/").unwrap_or(&path));
-    InputRecord {
-        path,
+    FoundInput {
+        planned_output: planned(&path),
         size: 1000 + n,
-        mtime_ns: 1_700_000_000_000_000_000,
-        sha256: sha(n),
-        format: "jpeg".into(),
-        planned_output,
+        mtime_ns: MTIME,
+        content: Some(Content {
+            sha256: sha(n),
+            format: "jpeg",
+        }),
+        path,
     }
 }
 
-/// Completes `run`'s walk of `/in` having found nothing it did not record; returns how many
-/// inputs the walk marked missing.
-pub async fn walk_of_in_recorded(ledger: &Ledger, run: RunId) -> u64 {
+/// The same file as [`input`], found by a scan that did not read it (the ledger holds it).
+pub fn seen(path: impl Into<PathBuf>, n: u64) -> FoundInput {
+    FoundInput {
+        content: None,
+        ..input(path, n)
+    }
+}
+
+pub fn folder(path: &str) -> Root {
+    Root::Folder(PathBuf::from(path))
+}
+
+pub fn rejection(path: &str, kind: RejectKind, reason: &str) -> Rejection {
+    Rejection {
+        path: PathBuf::from(path),
+        kind,
+        reason: reason.into(),
+    }
+}
+
+/// A batch registering the folder `root` and recording `inputs`.
+pub fn batch(root: &str, inputs: Vec<FoundInput>) -> ScanBatch {
+    ScanBatch {
+        roots: vec![folder(root)],
+        inputs,
+        rejected: Vec::new(),
+    }
+}
+
+/// Records `batch` for `run` in a scan session of its own.
+pub async fn record_batch(ledger: &Ledger, run: RunId, batch: &ScanBatch) {
     ledger
-        .complete_walk(
-            run,
-            &[PathBuf::from("/in")],
-            &FoundInputs::default(),
-            std::time::Duration::from_secs(60),
-        )
+        .begin_scan(run)
         .await
         .unwrap()
+        .record(batch)
+        .await
+        .unwrap();
+}
+
+/// Records `inputs` for `run`, whose root is the folder `root`.
+pub async fn record_inputs(ledger: &Ledger, run: RunId, root: &str, inputs: Vec<FoundInput>) {
+    record_batch(ledger, run, &batch(root, inputs)).await;
+}
+
+/// Records `count` inputs `folder/img-<n>.jpg` holding images `first..first+count` in `scan`,
+/// registering `folder` as a root of its run.
+pub async fn record_with(scan: &ScanSession, folder: &str, first: u64, count: u64) -> Vec<Sha256> {
+    let inputs: Vec<_> = (first..first + count)
+        .map(|n| input(img(folder, n), n))
+        .collect();
+    scan.record(&batch(folder, inputs)).await.unwrap();
+    (first..first + count).map(sha).collect()
+}
+
+/// [`record_with`] in a scan session of its own.
+pub async fn record_in(
+    ledger: &Ledger,
+    run: RunId,
+    folder: &str,
+    first: u64,
+    count: u64,
+) -> Vec<Sha256> {
+    let scan = ledger.begin_scan(run).await.unwrap();
+    record_with(&scan, folder, first, count).await
+}
+
+/// Records inputs `/in/img-<n>.jpg` holding images `first..first+count` for `run` (root `/in`).
+pub async fn record(ledger: &Ledger, run: RunId, first: u64, count: u64) -> Vec<Sha256> {
+    record_in(ledger, run, "/in", first, count).await
 }
 
 /// Claims up to `n` images for `run`; returns the source paths of the claims, sorted.
@@ -73,15 +205,6 @@ pub async fn claimed_paths(ledger: &Ledger, run: RunId, n: u32) -> Vec<PathBuf> 
         .collect();
     paths.sort();
     paths
-}
-
-/// Records `count` inputs `/in/img-<n>.jpg` holding images `first..first+count` for `run`.
-pub async fn record(ledger: &Ledger, run: RunId, first: u64, count: u64) -> Vec<Sha256> {
-    let batch: Vec<_> = (first..first + count)
-        .map(|n| input(format!("/in/img-{n:06}.jpg"), n))
-        .collect();
-    ledger.record_inputs(run, &batch).await.unwrap();
-    batch.iter().map(|r| r.sha256).collect()
 }
 
 pub fn failure(code: i64) -> Failure {
@@ -106,55 +229,35 @@ pub fn done_record(n: u64) -> DoneRecord {
     }
 }
 
-/// Records image `n` for a new run and drives it to `status`; returns its hash.
-pub async fn image_in(ledger: &Ledger, n: u64, status: ImageStatus) -> Sha256 {
-    let run = ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    let sha = record(ledger, run, n, 1).await[0];
+/// Records image `n` at `/in/img-<n>.jpg` for a new run given that file alone, and drives it to
+/// `status`; returns the run and the image's hash.
+pub async fn image_in(ledger: &Ledger, n: u64, status: ImageStatus) -> (RunId, Sha256) {
+    let run = ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    let path = img("/in", n);
+    let batch = ScanBatch {
+        roots: vec![Root::File(path.clone())],
+        inputs: vec![input(path, n)],
+        rejected: Vec::new(),
+    };
+    record_batch(ledger, run, &batch).await;
+    let sha = sha(n);
     if status == ImageStatus::New {
-        return sha;
+        return (run, sha);
     }
     let claims = ledger.claim_for_upload(run, 1).await.unwrap();
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].sha256, sha);
+    let job = format!("job-{n}");
     match status {
         ImageStatus::New | ImageStatus::Uploading => {}
-        ImageStatus::Processing => ledger
-            .mark_processing(&sha, &format!("job-{n}"))
-            .await
-            .unwrap(),
+        ImageStatus::Processing => ledger.mark_processing(run, &sha, &job).await.unwrap(),
         ImageStatus::Done => {
-            ledger
-                .mark_processing(&sha, &format!("job-{n}"))
-                .await
-                .unwrap();
+            ledger.mark_processing(run, &sha, &job).await.unwrap();
             ledger.mark_done(&sha, &done_record(n)).await.unwrap();
         }
-        ImageStatus::Failed => ledger.mark_failed(&sha, &failure(500)).await.unwrap(),
+        ImageStatus::Failed => ledger.mark_failed(run, &sha, &failure(500)).await.unwrap(),
     }
-    sha
-}
-
-/// A plain SQLite connection to the file, for looking behind the ledger's back.
-pub async fn sql(path: &Path) -> SqliteConnection {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .connect()
-        .await
-        .unwrap()
-}
-
-/// Deletes the input at `input` with plain SQL, as an edit behind the ledger's back would.
-pub async fn delete_input_behind_the_ledgers_back(ledger_file: &Path, input: &str) {
-    let mut conn = sql(ledger_file).await;
-    sqlx::query("delete from inputs where path = cast(?1 as blob)")
-        .bind(input)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    close(conn).await;
+    (run, sha)
 }
 
 /// Status of one image as stored.
@@ -162,12 +265,167 @@ pub async fn status_of(ledger: &Ledger, sha: &Sha256) -> ImageStatus {
     ledger.image(sha).await.unwrap().unwrap().status
 }
 
+/// Asserts the ledger's counters equal a recount (and the database is sound), naming `after`.
+pub async fn assert_counters_exact(ledger: &Ledger, after: &str) {
+    let report = ledger.check_consistency().await.unwrap();
+    assert!(report.is_ok(), "after {after}: {report:?}");
+}
+
+// Edits behind the ledger's back.
+
+/// A plain SQLite connection to the ledger's file.
+pub async fn sqlite(location: &Location) -> SqliteConnection {
+    let path = location.as_file().expect("a SQLite ledger");
+    SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Runs one statement on a SQLite ledger behind its back, binding `args` as ?1, ?2, ….
+async fn sqlite_exec(location: &Location, sql: &str, args: &[SqlArg<'_>]) {
+    let mut conn = sqlite(location).await;
+    let mut query = sqlx::query(sql);
+    for arg in args {
+        query = match arg {
+            SqlArg::Int(v) => query.bind(*v),
+            SqlArg::Text(v) => query.bind(*v),
+            SqlArg::Bytes(v) => query.bind(*v),
+        };
+    }
+    query.execute(&mut conn).await.unwrap();
+    close(conn).await;
+}
+
+enum SqlArg<'a> {
+    Int(i64),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
 /// Closes a connection (drops it when closing fails; tests only).
 pub async fn close(conn: SqliteConnection) {
     let _ = conn.close().await;
 }
 
-/// This test binary running `child::entry` in `role`; killed when dropped.
+/// Moves the run's last heartbeat `secs` seconds into the past.
+pub async fn age_heartbeat(t: &TestLedger, run: RunId, secs: i64) {
+    let at = (chrono::Utc::now() - chrono::Duration::seconds(secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    match t.backend {
+        Backend::Sqlite => {
+            let sql = "update runs set heartbeat_at = ?2 where id = ?1";
+            sqlite_exec(&t.location, sql, &[SqlArg::Int(run.0), SqlArg::Text(&at)]).await;
+        }
+        Backend::Postgres => postgres_pending("age_heartbeat"),
+    }
+}
+
+/// Registers the run as the process `pid` (of the host it has).
+pub async fn set_run_pid(t: &TestLedger, run: RunId, pid: i64) {
+    match t.backend {
+        Backend::Sqlite => {
+            let sql = "update runs set pid = ?2 where id = ?1";
+            sqlite_exec(&t.location, sql, &[SqlArg::Int(run.0), SqlArg::Int(pid)]).await;
+        }
+        Backend::Postgres => postgres_pending("set_run_pid"),
+    }
+}
+
+/// Registers the run as one of another machine, `host`.
+pub async fn set_run_host(t: &TestLedger, run: RunId, host: &str) {
+    match t.backend {
+        Backend::Sqlite => {
+            let sql = "update runs set host = ?2 where id = ?1";
+            sqlite_exec(&t.location, sql, &[SqlArg::Int(run.0), SqlArg::Text(host)]).await;
+        }
+        Backend::Postgres => postgres_pending("set_run_host"),
+    }
+}
+
+/// Deletes the run from the registry (its claims then name no run).
+pub async fn delete_run_behind_the_ledgers_back(t: &TestLedger, run: RunId) {
+    match t.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlite(&t.location).await;
+            sqlx::query("pragma foreign_keys = on")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("delete from runs where id = ?1")
+                .bind(run.0)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            close(conn).await;
+        }
+        Backend::Postgres => postgres_pending("delete_run_behind_the_ledgers_back"),
+    }
+}
+
+/// Deletes the input at `path`, as an edit behind the ledger's back would.
+pub async fn delete_input_behind_the_ledgers_back(t: &TestLedger, path: &Path) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let key = path.as_os_str().as_bytes();
+    match t.backend {
+        Backend::Sqlite => {
+            let sql = "delete from inputs where path = ?1";
+            sqlite_exec(&t.location, sql, &[SqlArg::Bytes(key)]).await;
+        }
+        Backend::Postgres => postgres_pending("delete_input_behind_the_ledgers_back"),
+    }
+}
+
+/// Adds `by` to the kept counter `name` (`images_done`, `inputs_done`, `p_credits`, …).
+pub async fn drift_counter(t: &TestLedger, name: &str, by: i64) {
+    match t.backend {
+        Backend::Sqlite => {
+            let sql = "update counters set n = n + ?2 where name = ?1";
+            sqlite_exec(&t.location, sql, &[SqlArg::Text(name), SqlArg::Int(by)]).await;
+        }
+        Backend::Postgres => postgres_pending("drift_counter"),
+    }
+}
+
+/// Stores a processing estimate that is not a number.
+pub async fn spoil_processing_estimate(t: &TestLedger) {
+    match t.backend {
+        Backend::Sqlite => {
+            let sql = "update meta set value = 'soon' where key = 'processing_seconds'";
+            sqlite_exec(&t.location, sql, &[]).await;
+        }
+        Backend::Postgres => postgres_pending("spoil_processing_estimate"),
+    }
+}
+
+/// Makes the database refuse every new row of files found but not used, until
+/// [`accept_rejected_files`]: a write that fails after its other statements ran.
+pub async fn refuse_rejected_files(t: &TestLedger) {
+    match t.backend {
+        Backend::Sqlite => {
+            let sql = "create trigger test_refuse_rejected before insert on rejected_inputs
+                       begin select raise(abort, 'refused by the test'); end";
+            sqlite_exec(&t.location, sql, &[]).await;
+        }
+        Backend::Postgres => postgres_pending("refuse_rejected_files"),
+    }
+}
+
+/// Undoes [`refuse_rejected_files`].
+pub async fn accept_rejected_files(t: &TestLedger) {
+    match t.backend {
+        Backend::Sqlite => {
+            sqlite_exec(&t.location, "drop trigger test_refuse_rejected", &[]).await;
+        }
+        Backend::Postgres => postgres_pending("accept_rejected_files"),
+    }
+}
+
+// Child processes.
+
+/// This test binary running `child::entry` in `role` on the ledger at `location`; killed when
+/// dropped.
 pub struct ChildProcess {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -175,11 +433,11 @@ pub struct ChildProcess {
 }
 
 impl ChildProcess {
-    pub fn spawn(role: &str, ledger: &Path, env: &[(&str, String)]) -> Self {
+    pub fn spawn(role: &str, location: &Location, env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args(["--exact", "child::entry", "--nocapture", "--test-threads=1"])
             .env(crate::child::ROLE, role)
-            .env(crate::child::LEDGER, ledger)
+            .env(crate::child::LEDGER, location_text(location))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         for (k, v) in env {

@@ -1,6 +1,12 @@
-use eraser_store::{Error, ErrorKind, ImageStatus, Ledger, Sha256};
+use std::path::Path;
 
-use crate::support::{done_record, failure, fresh, image_in, input, record, status_of};
+use eraser_store::{Error, ErrorKind, ImageStatus, Ledger, RunId, Sha256};
+use rstest::rstest;
+
+use crate::support::{
+    Backend, age_heartbeat, done_record, failure, fresh, image_in, input, record, record_inputs,
+    status_of,
+};
 
 /// Asserts `result` is the refusal of a move from `from` to `to`.
 fn assert_refused(result: eraser_store::Result<()>, sha: &Sha256, from: ImageStatus, to: &str) {
@@ -19,25 +25,52 @@ fn assert_refused(result: eraser_store::Result<()>, sha: &Sha256, from: ImageSta
     assert_eq!(err.kind(), ErrorKind::Bug);
 }
 
-/// One image in each status but `allowed`, numbered from `base`.
+/// Asserts `result` says the run no longer holds its claim on `sha`.
+fn assert_claim_lost(result: eraser_store::Result<()>, sha: &Sha256) {
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, Error::ClaimLost { sha256 } if *sha256 == sha.to_string()),
+        "expected ClaimLost, got {err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Bug);
+}
+
+/// Asserts the refusal of a transition of a claim: an image that is `new` was never (or is no
+/// longer) the run's claim; any other status is an illegal transition.
+fn assert_claim_refused(
+    result: eraser_store::Result<()>,
+    sha: &Sha256,
+    from: ImageStatus,
+    to: &str,
+) {
+    if from == ImageStatus::New {
+        assert_claim_lost(result, sha);
+    } else {
+        assert_refused(result, sha, from, to);
+    }
+}
+
+/// One image in each status but `allowed`, numbered from `base`, with the run that drove it.
 async fn images_not_in(
     ledger: &Ledger,
     base: u64,
     allowed: &[ImageStatus],
-) -> Vec<(Sha256, ImageStatus)> {
+) -> Vec<(RunId, Sha256, ImageStatus)> {
     let mut out = Vec::new();
     for (i, status) in ImageStatus::ALL.into_iter().enumerate() {
         if !allowed.contains(&status) {
-            out.push((image_in(ledger, base + i as u64, status).await, status));
+            let (run, sha) = image_in(ledger, base + i as u64, status).await;
+            out.push((run, sha, status));
         }
     }
     out
 }
 
+#[rstest]
 #[tokio::test]
-async fn recorded_images_start_new() {
-    let t = fresh().await;
-    let sha = image_in(&t.ledger, 1, ImageStatus::New).await;
+async fn recorded_images_start_new(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    let (_, sha) = image_in(&t.ledger, 1, ImageStatus::New).await;
     let row = t.ledger.image(&sha).await.unwrap().unwrap();
     assert_eq!(
         (row.status, row.attempts, row.claimed_by),
@@ -45,14 +78,13 @@ async fn recorded_images_start_new() {
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn claim_moves_new_images_of_the_run_to_uploading_held_by_the_run() {
-    let t = fresh().await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+async fn claim_moves_new_images_of_the_run_to_uploading_held_by_the_run(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let shas = record(&t.ledger, run, 0, 3).await;
 
     let claims = t.ledger.claim_for_upload(run, 10).await.unwrap();
@@ -71,14 +103,13 @@ async fn claim_moves_new_images_of_the_run_to_uploading_held_by_the_run() {
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn claim_takes_at_most_n_and_never_the_same_image_twice() {
-    let t = fresh().await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+async fn claim_takes_at_most_n_and_never_the_same_image_twice(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     record(&t.ledger, run, 0, 5).await;
 
     let first = t.ledger.claim_for_upload(run, 2).await.unwrap();
@@ -101,20 +132,19 @@ async fn claim_takes_at_most_n_and_never_the_same_image_twice() {
     assert_eq!(all.len(), 5);
 }
 
+#[rstest]
 #[tokio::test]
-async fn claim_skips_images_no_input_of_the_run_holds() {
-    let t = fresh().await;
+async fn claim_skips_images_with_no_input_under_the_runs_roots(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let earlier = t
         .ledger
-        .begin_run("earlier", std::path::Path::new("/out"))
+        .begin_run("earlier", Path::new("/out"))
         .await
         .unwrap();
-    record(&t.ledger, earlier, 0, 2).await;
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
+    crate::support::record_in(&t.ledger, earlier, "/elsewhere", 0, 2).await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let mine = record(&t.ledger, run, 10, 1).await;
 
     let claims = t.ledger.claim_for_upload(run, 10).await.unwrap();
@@ -122,48 +152,44 @@ async fn claim_skips_images_no_input_of_the_run_holds() {
     assert_eq!(claims.iter().map(|c| c.sha256).collect::<Vec<_>>(), mine);
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_claim_carries_size_format_attempts_and_a_source_path_seen_by_the_run() {
-    let t = fresh().await;
-    let old = t
-        .ledger
-        .begin_run("old", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    t.ledger
-        .record_inputs(old, &[input("/in/a-old.jpg", 7)])
-        .await
-        .unwrap();
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
-        .await
-        .unwrap();
-    t.ledger
-        .record_inputs(
-            run,
-            &[input("/in/b-copy.jpg", 7), input("/in/c-copy.jpg", 7)],
-        )
-        .await
-        .unwrap();
+async fn a_claim_carries_size_format_attempts_and_a_source_path_of_the_run(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let old = t.ledger.begin_run("old", Path::new("/out")).await.unwrap();
+    // Sorts before the run's own copies, but lies outside its roots.
+    record_inputs(&t.ledger, old, "/a-old", vec![input("/a-old/a.jpg", 7)]).await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    record_inputs(
+        &t.ledger,
+        run,
+        "/in",
+        vec![input("/in/b-copy.jpg", 7), input("/in/c-copy.jpg", 7)],
+    )
+    .await;
 
     let claims = t.ledger.claim_for_upload(run, 10).await.unwrap();
 
     assert_eq!(claims.len(), 1);
     let claim = &claims[0];
-    assert_eq!(claim.source_path, std::path::Path::new("/in/b-copy.jpg"));
+    assert_eq!(claim.source_path, Path::new("/in/b-copy.jpg"));
     assert_eq!(
         (claim.size, claim.format.as_str(), claim.attempts),
         (1007, "jpeg", 0)
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn mark_processing_records_the_job_counts_an_attempt_and_drops_the_claim() {
-    let t = fresh().await;
-    let sha = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
+async fn mark_processing_records_the_job_counts_an_attempt_and_drops_the_claim(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let (run, sha) = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
 
-    t.ledger.mark_processing(&sha, "job-x").await.unwrap();
+    t.ledger.mark_processing(run, &sha, "job-x").await.unwrap();
 
     let row = t.ledger.image(&sha).await.unwrap().unwrap();
     assert_eq!(row.status, ImageStatus::Processing);
@@ -171,12 +197,13 @@ async fn mark_processing_records_the_job_counts_an_attempt_and_drops_the_claim()
     assert_eq!((row.attempts, row.claimed_by), (1, None));
 }
 
+#[rstest]
 #[tokio::test]
-async fn mark_processing_is_refused_unless_uploading() {
-    let t = fresh().await;
-    for (sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Uploading]).await {
-        assert_refused(
-            t.ledger.mark_processing(&sha, "job").await,
+async fn mark_processing_is_refused_unless_uploading(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    for (run, sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Uploading]).await {
+        assert_claim_refused(
+            t.ledger.mark_processing(run, &sha, "job").await,
             &sha,
             from,
             "processing",
@@ -185,19 +212,22 @@ async fn mark_processing_is_refused_unless_uploading() {
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn mark_done_records_the_result_and_clears_the_last_error() {
-    let t = fresh().await;
-    let sha = image_in(&t.ledger, 1, ImageStatus::Failed).await;
+async fn mark_done_records_the_result_and_clears_the_last_error(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let (_, sha) = image_in(&t.ledger, 1, ImageStatus::Failed).await;
     t.ledger.requeue(None).await.unwrap();
     let run = t
         .ledger
-        .begin_run("retry", std::path::Path::new("/out"))
+        .begin_run("retry", Path::new("/out"))
         .await
         .unwrap();
     record(&t.ledger, run, 1, 1).await;
     t.ledger.claim_for_upload(run, 1).await.unwrap();
-    t.ledger.mark_processing(&sha, "job-2").await.unwrap();
+    t.ledger.mark_processing(run, &sha, "job-2").await.unwrap();
 
     t.ledger.mark_done(&sha, &done_record(1)).await.unwrap();
 
@@ -226,10 +256,11 @@ async fn mark_done_records_the_result_and_clears_the_last_error() {
     assert_eq!(row.attempts, 2);
 }
 
+#[rstest]
 #[tokio::test]
-async fn mark_done_is_refused_unless_processing() {
-    let t = fresh().await;
-    for (sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Processing]).await {
+async fn mark_done_is_refused_unless_processing(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    for (_, sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Processing]).await {
         assert_refused(
             t.ledger.mark_done(&sha, &done_record(0)).await,
             &sha,
@@ -240,12 +271,18 @@ async fn mark_done_is_refused_unless_processing() {
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_failed_upload_counts_an_attempt_and_records_the_error() {
-    let t = fresh().await;
-    let sha = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
+async fn a_failed_upload_counts_an_attempt_and_records_the_error(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let (run, sha) = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
 
-    t.ledger.mark_failed(&sha, &failure(429)).await.unwrap();
+    t.ledger
+        .mark_failed(run, &sha, &failure(429))
+        .await
+        .unwrap();
 
     let row = t.ledger.image(&sha).await.unwrap().unwrap();
     assert_eq!(row.status, ImageStatus::Failed);
@@ -256,35 +293,34 @@ async fn a_failed_upload_counts_an_attempt_and_records_the_error() {
     assert_eq!(row.error_message.as_deref(), Some("service said 429"));
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_failed_job_is_not_counted_twice() {
-    let t = fresh().await;
-    let sha = image_in(&t.ledger, 1, ImageStatus::Processing).await;
+async fn a_failed_job_is_not_counted_twice(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    let (run, sha) = image_in(&t.ledger, 1, ImageStatus::Processing).await;
     let failure = eraser_store::Failure {
         code: None,
         message: "job timed out".into(),
         retryable: false,
     };
 
-    t.ledger.mark_failed(&sha, &failure).await.unwrap();
+    t.ledger.mark_failed(run, &sha, &failure).await.unwrap();
 
     let row = t.ledger.image(&sha).await.unwrap().unwrap();
     assert_eq!((row.status, row.attempts), (ImageStatus::Failed, 1));
     assert_eq!((row.error_code, row.retryable), (None, Some(false)));
 }
 
+#[rstest]
 #[tokio::test]
-async fn mark_failed_is_refused_unless_uploading_or_processing() {
-    let t = fresh().await;
-    for (sha, from) in images_not_in(
-        &t.ledger,
-        100,
-        &[ImageStatus::Uploading, ImageStatus::Processing],
-    )
-    .await
-    {
-        assert_refused(
-            t.ledger.mark_failed(&sha, &failure(1)).await,
+async fn mark_failed_is_refused_unless_uploading_or_processing(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let allowed = [ImageStatus::Uploading, ImageStatus::Processing];
+    for (run, sha, from) in images_not_in(&t.ledger, 100, &allowed).await {
+        assert_claim_refused(
+            t.ledger.mark_failed(run, &sha, &failure(1)).await,
             &sha,
             from,
             "failed",
@@ -293,12 +329,15 @@ async fn mark_failed_is_refused_unless_uploading_or_processing() {
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn release_claim_returns_the_image_to_new_without_an_attempt() {
-    let t = fresh().await;
-    let sha = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
+async fn release_claim_returns_the_image_to_new_without_an_attempt(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let (run, sha) = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
 
-    t.ledger.release_claim(&sha).await.unwrap();
+    t.ledger.release_claim(run, &sha).await.unwrap();
 
     let row = t.ledger.image(&sha).await.unwrap().unwrap();
     assert_eq!(
@@ -307,23 +346,100 @@ async fn release_claim_returns_the_image_to_new_without_an_attempt() {
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn release_claim_is_refused_unless_uploading() {
-    let t = fresh().await;
-    for (sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Uploading]).await {
-        assert_refused(t.ledger.release_claim(&sha).await, &sha, from, "new");
+async fn release_claim_is_refused_unless_uploading(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    for (run, sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Uploading]).await {
+        assert_claim_refused(t.ledger.release_claim(run, &sha).await, &sha, from, "new");
         assert_eq!(status_of(&t.ledger, &sha).await, from);
     }
 }
 
+/// Image 1 claimed by a run that then went silent (its heartbeat stale), taken back by
+/// `recover`; returns that run and the image.
+async fn claim_taken_back(t: &crate::support::TestLedger) -> (RunId, Sha256) {
+    let (run, sha) = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
+    age_heartbeat(t, run, 3600).await;
+    assert_eq!(
+        t.ledger
+            .recover(std::time::Duration::from_secs(60))
+            .await
+            .unwrap(),
+        1
+    );
+    (run, sha)
+}
+
+#[rstest]
 #[tokio::test]
-async fn requeue_without_a_list_puts_every_failed_image_back_to_new() {
-    let t = fresh().await;
+async fn a_claim_recover_took_back_and_another_run_claimed_is_lost_to_its_first_holder(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let (presumed_dead, sha) = claim_taken_back(&t).await;
+    let other = t
+        .ledger
+        .begin_run("other", Path::new("/out"))
+        .await
+        .unwrap();
+    record(&t.ledger, other, 1, 1).await;
+    assert_eq!(t.ledger.claim_for_upload(other, 1).await.unwrap().len(), 1);
+
+    assert_claim_lost(
+        t.ledger
+            .mark_processing(presumed_dead, &sha, "job-late")
+            .await,
+        &sha,
+    );
+    assert_claim_lost(
+        t.ledger.mark_failed(presumed_dead, &sha, &failure(1)).await,
+        &sha,
+    );
+    assert_claim_lost(t.ledger.release_claim(presumed_dead, &sha).await, &sha);
+
+    let row = t.ledger.image(&sha).await.unwrap().unwrap();
+    assert_eq!(
+        (row.status, row.claimed_by, row.job_id, row.attempts),
+        (ImageStatus::Uploading, Some(other), None, 0),
+        "the other run's claim stands"
+    );
+    t.ledger
+        .mark_processing(other, &sha, "job-2")
+        .await
+        .unwrap();
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_claim_recover_took_back_is_lost_even_before_another_run_claims_it(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let (presumed_dead, sha) = claim_taken_back(&t).await;
+
+    assert_claim_lost(
+        t.ledger
+            .mark_processing(presumed_dead, &sha, "job-late")
+            .await,
+        &sha,
+    );
+
+    let row = t.ledger.image(&sha).await.unwrap().unwrap();
+    assert_eq!((row.status, row.job_id), (ImageStatus::New, None));
+}
+
+#[rstest]
+#[tokio::test]
+async fn requeue_without_a_list_puts_every_failed_image_back_to_new(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let failed = [
-        image_in(&t.ledger, 1, ImageStatus::Failed).await,
-        image_in(&t.ledger, 2, ImageStatus::Failed).await,
+        image_in(&t.ledger, 1, ImageStatus::Failed).await.1,
+        image_in(&t.ledger, 2, ImageStatus::Failed).await.1,
     ];
-    let done = image_in(&t.ledger, 3, ImageStatus::Done).await;
+    let (_, done) = image_in(&t.ledger, 3, ImageStatus::Done).await;
 
     assert_eq!(t.ledger.requeue(None).await.unwrap(), 2);
 
@@ -333,12 +449,15 @@ async fn requeue_without_a_list_puts_every_failed_image_back_to_new() {
     assert_eq!(status_of(&t.ledger, &done).await, ImageStatus::Done);
 }
 
+#[rstest]
 #[tokio::test]
-async fn requeue_of_a_list_moves_only_its_failed_images() {
-    let t = fresh().await;
-    let chosen = image_in(&t.ledger, 1, ImageStatus::Failed).await;
-    let other = image_in(&t.ledger, 2, ImageStatus::Failed).await;
-    let processing = image_in(&t.ledger, 3, ImageStatus::Processing).await;
+async fn requeue_of_a_list_moves_only_its_failed_images(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let (_, chosen) = image_in(&t.ledger, 1, ImageStatus::Failed).await;
+    let (_, other) = image_in(&t.ledger, 2, ImageStatus::Failed).await;
+    let (_, processing) = image_in(&t.ledger, 3, ImageStatus::Processing).await;
 
     assert_eq!(
         t.ledger.requeue(Some(&[chosen, processing])).await.unwrap(),
@@ -355,19 +474,22 @@ async fn requeue_of_a_list_moves_only_its_failed_images() {
 
 /// Image `n` whose job `job-<n>` eraser stopped waiting for: failed, retryable, no code.
 async fn timed_out(ledger: &Ledger, n: u64) -> Sha256 {
-    let sha = image_in(ledger, n, ImageStatus::Processing).await;
+    let (run, sha) = image_in(ledger, n, ImageStatus::Processing).await;
     let gave_up = eraser_store::Failure {
         code: None,
         message: "job still unfinished after 10m (--job-timeout)".into(),
         retryable: true,
     };
-    ledger.mark_failed(&sha, &gave_up).await.unwrap();
+    ledger.mark_failed(run, &sha, &gave_up).await.unwrap();
     sha
 }
 
+#[rstest]
 #[tokio::test]
-async fn retry_failed_puts_a_timed_out_job_back_to_processing_with_its_job_id() {
-    let t = fresh().await;
+async fn retry_failed_puts_a_timed_out_job_back_to_processing_with_its_job_id(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let sha = timed_out(&t.ledger, 1).await;
 
     let retried = t.ledger.retry_failed(None).await.unwrap();
@@ -378,15 +500,18 @@ async fn retry_failed_puts_a_timed_out_job_back_to_processing_with_its_job_id() 
     assert_eq!(row.job_id.as_deref(), Some("job-1"));
 }
 
+#[rstest]
 #[tokio::test]
-async fn retry_failed_puts_images_the_service_failed_or_never_accepted_back_to_new() {
-    let t = fresh().await;
-    let job_failed = image_in(&t.ledger, 1, ImageStatus::Processing).await;
+async fn retry_failed_puts_images_the_service_failed_or_never_accepted_back_to_new(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let (run, job_failed) = image_in(&t.ledger, 1, ImageStatus::Processing).await;
     t.ledger
-        .mark_failed(&job_failed, &failure(300_010))
+        .mark_failed(run, &job_failed, &failure(300_010))
         .await
         .unwrap();
-    let upload_failed = image_in(&t.ledger, 2, ImageStatus::Failed).await;
+    let (_, upload_failed) = image_in(&t.ledger, 2, ImageStatus::Failed).await;
 
     let retried = t.ledger.retry_failed(None).await.unwrap();
 
@@ -395,11 +520,14 @@ async fn retry_failed_puts_images_the_service_failed_or_never_accepted_back_to_n
     assert_eq!(status_of(&t.ledger, &upload_failed).await, ImageStatus::New);
 }
 
+#[rstest]
 #[tokio::test]
-async fn retry_failed_of_a_list_moves_only_its_images_each_the_right_way() {
-    let t = fresh().await;
+async fn retry_failed_of_a_list_moves_only_its_images_each_the_right_way(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
     let polled = timed_out(&t.ledger, 1).await;
-    let uploaded = image_in(&t.ledger, 2, ImageStatus::Failed).await;
+    let (_, uploaded) = image_in(&t.ledger, 2, ImageStatus::Failed).await;
     let untouched = timed_out(&t.ledger, 3).await;
 
     let retried = t
@@ -414,18 +542,20 @@ async fn retry_failed_of_a_list_moves_only_its_images_each_the_right_way() {
     assert_eq!(status_of(&t.ledger, &untouched).await, ImageStatus::Failed);
 }
 
+#[rstest]
 #[tokio::test]
-async fn an_upload_afresh_forgets_the_job_id_of_an_earlier_attempt() {
-    let t = fresh().await;
-    let sha = image_in(&t.ledger, 1, ImageStatus::Processing).await;
-    t.ledger.mark_failed(&sha, &failure(300_010)).await.unwrap();
-    t.ledger.retry_failed(None).await.unwrap();
-    let run = t
-        .ledger
-        .begin_run("test", std::path::Path::new("/out"))
+async fn an_upload_afresh_forgets_the_job_id_of_an_earlier_attempt(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let (first, sha) = image_in(&t.ledger, 1, ImageStatus::Processing).await;
+    t.ledger
+        .mark_failed(first, &sha, &failure(300_010))
         .await
         .unwrap();
-    crate::support::record(&t.ledger, run, 1, 1).await;
+    t.ledger.retry_failed(None).await.unwrap();
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
+    record(&t.ledger, run, 1, 1).await;
 
     let claims = t.ledger.claim_for_upload(run, 1).await.unwrap();
 
@@ -434,10 +564,13 @@ async fn an_upload_afresh_forgets_the_job_id_of_an_earlier_attempt() {
     assert_eq!((row.status, row.job_id), (ImageStatus::Uploading, None));
 }
 
+#[rstest]
 #[tokio::test]
-async fn reset_done_returns_the_image_to_new_without_its_result() {
-    let t = fresh().await;
-    let sha = image_in(&t.ledger, 1, ImageStatus::Done).await;
+async fn reset_done_returns_the_image_to_new_without_its_result(
+    #[values(Backend::Sqlite)] backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let (_, sha) = image_in(&t.ledger, 1, ImageStatus::Done).await;
 
     t.ledger.reset_done(&sha).await.unwrap();
 
@@ -453,21 +586,28 @@ async fn reset_done_returns_the_image_to_new_without_its_result() {
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn reset_done_is_refused_unless_done() {
-    let t = fresh().await;
-    for (sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Done]).await {
+async fn reset_done_is_refused_unless_done(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    for (_, sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Done]).await {
         assert_refused(t.ledger.reset_done(&sha).await, &sha, from, "new");
         assert_eq!(status_of(&t.ledger, &sha).await, from);
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_transition_of_an_unknown_image_names_it() {
-    let t = fresh().await;
+async fn a_transition_of_an_unknown_image_names_it(#[values(Backend::Sqlite)] backend: Backend) {
+    let t = fresh(backend).await;
+    let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let sha = crate::support::sha(404);
 
-    let err = t.ledger.mark_processing(&sha, "job").await.unwrap_err();
+    let err = t
+        .ledger
+        .mark_processing(run, &sha, "job")
+        .await
+        .unwrap_err();
 
     assert!(
         matches!(&err, Error::UnknownImage { sha256 } if *sha256 == sha.to_string()),

@@ -136,10 +136,11 @@ fn sqlite_script(ledger: &Path, script: &str) -> BenchResult<()> {
 }
 
 /// Time `sqlite3` alone takes to insert what a first scan records for `n` new files into a
-/// ledger eraser created (run 1 must exist): `n` images with random sha256 values, their
-/// inputs, plans and run membership, with eraser's writer settings, in one transaction or in
-/// commits of `per_commit` rows (as eraser commits a scan). The floor of the schema, for
-/// comparison with eraser's ledger writes.
+/// ledger eraser created (run 1 must exist): the run's root, `n` images with random sha256
+/// values, their inputs and plans (the migrations' triggers keeping the counters as eraser's
+/// own writes do), with eraser's writer settings, in one transaction or in commits of
+/// `per_commit` rows (as eraser commits a scan). The floor of the schema, for comparison with
+/// eraser's ledger writes.
 pub fn ledger_insert_floor(
     ledger: &Path,
     n: u64,
@@ -161,9 +162,20 @@ create temp table seq as
     );
     for lo in (0..n).step_by(usize::try_from(per_commit).unwrap_or(usize::MAX)) {
         let hi = lo + per_commit;
+        if lo == 0 {
+            script.push_str(
+                "begin;
+insert into run_roots (run, lo, hi, folder, began_at)
+values (1, cast('/floor/photos/' as blob), cast('/floor/photos0' as blob), 1,
+        '2026-01-01T00:00:00.000000Z')
+on conflict do nothing;
+",
+            );
+        } else {
+            script.push_str("begin;\n");
+        }
         script.push_str(&format!(
-            "begin;
-insert into images (sha256, size, format, status, created_at, updated_at)
+            "insert into images (sha256, size, format, status, created_at, updated_at)
 select sha, 100, 'jpeg', 'new', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z'
 from seq where rowid > {lo} and rowid <= {hi};
 insert into inputs (path, size, mtime_ns, image_id, last_run, last_seen)
@@ -173,7 +185,6 @@ where s.rowid > {lo} and s.rowid <= {hi};
 insert into placements (path, out_root, planned, written, updated_at)
 select path, cast('/floor/clean' as blob), output, null, '2026-01-01T00:00:00.000000Z'
 from seq where rowid > {lo} and rowid <= {hi};
-insert into run_inputs (run, path) select 1, path from seq where rowid > {lo} and rowid <= {hi};
 commit;
 "
         ));
@@ -183,60 +194,79 @@ commit;
 
 /// Time `sqlite3` alone takes for the ledger work of a rescan of every input of a ledger
 /// filled by [`ledger_insert_floor`] (all unchanged), for a new run (id 2) into the same OUT,
-/// whose first scan kept its folders' listings: the listings loaded (every folder is then
-/// taken whole, no lookup per file), the complete walk (the present inputs under the folder
-/// counted, the folder recorded), the listings kept again, and the check that the first
-/// scan's kept count still holds. The first scan's walk and listings are recorded first,
-/// untimed.
+/// whose first scan walked the folder completely and kept its folders' listings: the version
+/// of the inputs read, the listings kept at it loaded (every folder is then taken whole, no
+/// lookup per file), the root registered, the complete walk (the two counts of the present
+/// inputs under the root, the root stamped as walked, the first walk dropped, files not used
+/// that were not seen again forgotten), and the listings kept again. The first scan's walk
+/// and listings are recorded first, untimed.
 pub fn ledger_rescan_floor(ledger: &Path) -> BenchResult<Duration> {
     let script = "pragma synchronous = normal;
 pragma cache_size = -16384;
 insert into runs (id, host, pid, command, started_at, heartbeat_at, out_root)
-values (2, 'floor', 0, 'floor', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z',
+values (2, 'floor', 0, 'floor', '2026-01-02T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z',
         cast('/floor/clean' as blob));
-insert into run_roots (run, lo, hi, out_root, walked_at)
-values (1, cast('/floor/photos/' as blob), cast('/floor/photos0' as blob),
-        cast('/floor/clean' as blob), '2026-01-01T12:00:00.000000Z');
+insert into run_roots (run, lo, hi, folder, began_at, walked_at)
+values (1, cast('/floor/photos/' as blob), cast('/floor/photos0' as blob), 1,
+        '2026-01-01T00:00:00.000000Z', '2026-01-01T12:00:00.000000Z')
+on conflict (run, lo) do update set walked_at = excluded.walked_at;
+update runs set finished_at = '2026-01-01T12:00:00.000000Z' where id = 1 and finished_at is null;
 create temp table folders as
-  select distinct substr(path, 1, length(path) - 15) as folder from inputs;
-insert into listings (out_root, folder, digest, files, state)
+  select distinct substr(path, 1, length(path) - 15) as folder from inputs
+  where path > cast('/floor/photos/' as blob) and path < cast('/floor/photos0' as blob);
+insert into listings (out_root, folder, digest, files, inputs_version)
 select cast('/floor/clean' as blob), folder, randomblob(32), 1000,
-       (select n from tallies where name = 'inputs_changes')
-from temp.folders;
-.timer on
-select count(*), sum(files) from listings
-where out_root = cast('/floor/clean' as blob)
-  and state = (select n from tallies where name = 'inputs_changes');
-select (select count(*) from inputs
-        where path > cast('/floor/photos/' as blob) and path < cast('/floor/photos0' as blob))
-     - (select count(*) from inputs
-        where path > cast('/floor/photos/' as blob) and path < cast('/floor/photos0' as blob)
-          and missing is not null);
-insert into run_roots (run, lo, hi, out_root, walked_at)
-values (2, cast('/floor/photos/' as blob), cast('/floor/photos0' as blob),
-        cast('/floor/clean' as blob), '2026-01-02T00:00:00.000000Z');
-begin;
-insert into listings (out_root, folder, digest, files, state)
-select cast('/floor/clean' as blob), folder, randomblob(32), 1000,
-       (select n from tallies where name = 'inputs_changes')
+       (select n from counters where name = 'inputs_version')
 from temp.folders where true
 on conflict (out_root, folder) do update
-set digest = excluded.digest, files = excluded.files, state = excluded.state;
+set digest = excluded.digest, files = excluded.files, inputs_version = excluded.inputs_version;
+.timer on
+select n from counters where name = 'inputs_version';
+select count(*), sum(l.files) from listings as l
+where l.out_root = (select r.out_root from runs as r where r.id = 2)
+  and l.inputs_version = (select n from counters where name = 'inputs_version');
+begin immediate;
+select n from counters where name = 'inputs_version';
+delete from run_roots
+where run = 2 and lo > cast('/floor/photos/' as blob) and lo < cast('/floor/photos0' as blob);
+insert into run_roots (run, lo, hi, folder, began_at)
+select 2, cast('/floor/photos/' as blob), cast('/floor/photos0' as blob), 1,
+       '2026-01-02T00:00:01.000000Z'
+where coalesce((select w.hi from run_roots as w
+                where w.run = 2 and w.lo <= cast('/floor/photos/' as blob)
+                order by w.lo desc limit 1) < cast('/floor/photos0' as blob), true)
+on conflict do nothing;
+select n from counters where name = 'inputs_version';
 commit;
-select (select n from tallies where name = 'changes'),
-       (select count(*) from run_inputs where run = 2),
-       (select count(*) from run_roots as w
-        join run_inputs as ri on ri.run = w.run and ri.path > w.lo and ri.path < w.hi
-        where w.run = 2),
-       exists (select 1 from run_roots as w
-               join inputs as p indexed by inputs_missing
-                 on p.path > w.lo and p.path < w.hi and p.missing is not null
-               where w.run = 2
-                 and exists (select 1 from run_inputs as ri where ri.run = 2 and ri.path = p.path));
-select progress from runs
-where progress_key = cast('0' as blob) || x'00' || cast('/floor/photos/' as blob)
-  and progress is not null
-order by id desc limit 1;
+begin immediate;
+select n from counters where name = 'inputs_version';
+select lo, hi, began_at from run_roots where run = 2 order by lo;
+select (select count(*) from inputs
+        where path >= cast('/floor/photos/' as blob) and path < cast('/floor/photos0' as blob))
+     - (select count(*) from inputs
+        where path >= cast('/floor/photos/' as blob) and path < cast('/floor/photos0' as blob)
+          and missing is not null);
+update run_roots set walked_at = '2026-01-02T00:10:00.000000Z' where run = 2;
+delete from run_roots
+where run <> 2
+  and lo in (select w.lo from run_roots as w where w.run = 2)
+  and run in (select r.id from runs as r
+              where r.finished_at is not null or r.heartbeat_at <= '2026-01-02T00:09:00.000000Z');
+delete from rejected_inputs
+where run <> 2
+  and exists (select 1 from run_roots as w
+              where w.run = 2 and w.lo <= rejected_inputs.path and rejected_inputs.path < w.hi);
+select n from counters where name = 'inputs_version';
+commit;
+begin immediate;
+select n from counters where name = 'inputs_version';
+insert into listings (out_root, folder, digest, files, inputs_version)
+select (select r.out_root from runs as r where r.id = 2), folder, randomblob(32), 1000,
+       (select n from counters where name = 'inputs_version')
+from temp.folders where true
+on conflict (out_root, folder) do update
+set digest = excluded.digest, files = excluded.files, inputs_version = excluded.inputs_version;
+commit;
 ";
     sqlite_timed(ledger, script).map_err(|e| format!("sqlite3 rescan floor: {e}").into())
 }
@@ -269,10 +299,10 @@ fn sqlite_timed(ledger: &Path, script: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// The SQL of [`fill_ledger`], matching `migrations/` (0001 images and inputs, 0003
-/// placements, 0009 sha256 as 32 bytes; the counts of 0002 and 0004 set as eraser's own
-/// inserts set them). Each input is placed in one
-/// OUT, `/archive/clean`, written when its image is done.
+/// The SQL of [`fill_ledger`], matching `migrations/sqlite` (0001 images and inputs, 0003
+/// placements, 0009 sha256 as 32 bytes; the counters of 0012 kept by its triggers as the rows
+/// go in, as they are for eraser's own writes). Each input is placed in one OUT,
+/// `/archive/clean`, written when its image is done.
 fn fill_script(n: u64) -> String {
     const TS: &str = "'2025-11-03T10:00:00.000000Z'";
     format!(
@@ -286,11 +316,11 @@ create temp table seq as
          cast(printf('/archive/photos/d%04d/img%07d.jpg', i / 1000, i) as blob) as path,
          cast(printf('/archive/clean/d%04d/img%07d.jpg', i / 1000, i) as blob) as output
   from c;
-insert into images (id, sha256, size, format, width, height, status, job_id, output_url,
-                    output_path, output_sha256, output_size, attempts, error_code,
-                    error_message, retryable, credits_states, need_credits, p_credits,
-                    s_credits, raw_response, created_at, updated_at)
-select i + 1, randomblob(32), 20000 + i % 100000, 'jpeg', 1024, 768, st,
+insert into images (id, sha256, size, format, status, job_id, output_url, output_path,
+                    output_sha256, output_size, attempts, error_code, error_message, retryable,
+                    credits_states, need_credits, p_credits, s_credits, raw_response,
+                    created_at, updated_at)
+select i + 1, randomblob(32), 20000 + i % 100000, 'jpeg', st,
        case when st <> 'new' then printf('%08x-0000-4000-8000-%012x', i, i) end,
        case when st = 'done' then printf('https://cdn.example/output/%08x.jpg', i) end,
        case when st = 'done' then output end,
@@ -302,7 +332,7 @@ select i + 1, randomblob(32), 20000 + i % 100000, 'jpeg', 1024, 768, st,
        case when st = 'failed' then 0 end,
        case when st = 'done' then 2 end,
        case when st = 'done' then 0 end,
-       case when st = 'done' then 0 end,
+       case when st = 'done' then i % 2 end,
        case when st = 'done' then 0 end,
        case when st = 'done' then '{{\"code\":100000}}' end,
        {TS}, {TS}
@@ -314,11 +344,6 @@ insert into placements (path, out_root, planned, written, updated_at)
 select path, cast('/archive/clean' as blob), output,
        case when st = 'done' then output end, {TS}
 from seq;
-update status_counts set n = (select count(*) from images where images.status = status_counts.status);
-update tallies set n = case name
-    when 'inputs' then {n}
-    else (select count(*) from seq where 'inputs_' || st = tallies.name) end
-where name in ('inputs', 'inputs_done', 'inputs_failed');
 commit;
 pragma wal_checkpoint(truncate);
 "
@@ -359,24 +384,72 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let ledger = dir.path().join("ledger.db");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let location = eraser_store::Location::file(&ledger);
         runtime.block_on(async {
-            let opened = eraser_store::Ledger::open(&ledger).await.expect("ledger");
+            let opened = eraser_store::Ledger::open(&location).await.expect("ledger");
             opened.close().await;
         });
 
         fill_ledger(&ledger, 3000).expect("filled");
 
         runtime.block_on(async {
-            let filled = eraser_store::Ledger::open_existing(&ledger)
+            let filled = eraser_store::Ledger::open_existing(&location)
                 .await
                 .expect("ledger");
             let counts = filled.status_counts().await.expect("counts");
             assert_eq!((counts.total, counts.done, counts.failed), (3000, 2991, 3));
-            let inputs = filled.input_counts().await.expect("tallies");
+            let inputs = filled.input_counts().await.expect("counters");
             assert_eq!((inputs.total, inputs.done, inputs.failed), (3000, 2991, 3));
+            let credits = filled.credits_used().await.expect("credits");
+            assert_eq!(
+                credits.p_credits, 1497,
+                "a credit for every other done image"
+            );
             let report = filled.check_consistency().await.expect("checked");
             assert!(report.is_ok(), "{report:?}");
             filled.close().await;
+        });
+    }
+
+    #[test]
+    fn the_floor_scripts_do_a_scan_and_a_rescan_of_the_migrations_schema() {
+        if !have("sqlite3") {
+            eprintln!("sqlite3 not installed: the floor scripts are not checked");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = dir.path().join("ledger.db");
+        let location = eraser_store::Location::file(&ledger);
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let opened = eraser_store::Ledger::open(&location).await.expect("ledger");
+            let first = opened
+                .begin_run("floor", Path::new("/floor/out"))
+                .await
+                .expect("run 1");
+            opened
+                .finish_run(first, "complete", "{}")
+                .await
+                .expect("ended");
+            opened.close().await;
+        });
+
+        ledger_insert_floor(&ledger, 2500, Some(1000)).expect("insert floor");
+        ledger_rescan_floor(&ledger).expect("rescan floor");
+
+        runtime.block_on(async {
+            let floored = eraser_store::Ledger::open_existing(&location)
+                .await
+                .expect("ledger");
+            let rescan = eraser_store::RunId(2);
+            let progress = floored.run_progress(rescan).await.expect("progress");
+            assert_eq!((progress.inputs, progress.images.new), (2500, 2500));
+            let scan = floored.begin_scan(rescan).await.expect("scan");
+            let kept = scan.kept_listings(100).await.expect("listings");
+            assert_eq!(kept.len(), 3, "the rescan's listings stand");
+            let report = floored.check_consistency().await.expect("checked");
+            assert!(report.is_ok(), "{report:?}");
+            floored.close().await;
         });
     }
 }
