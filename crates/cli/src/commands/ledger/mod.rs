@@ -27,7 +27,7 @@ use eraser_store::{
 };
 use serde::Serialize;
 
-use super::{global_overrides, print_warnings, stdout};
+use super::{flags, print_warnings, stdout};
 use crate::cli::{GlobalArgs, LedgerCmd};
 use crate::config::{Config, Environment};
 use crate::exit::{LedgerUnavailable, Status, UsageError};
@@ -38,7 +38,7 @@ const STDOUT: &str = "writing to stdout";
 
 /// Runs one `eraser ledger` command.
 pub async fn run(global: &GlobalArgs, cmd: LedgerCmd, env: &Environment) -> anyhow::Result<Status> {
-    let cfg = Config::resolve(&global_overrides(global), env)?;
+    let cfg = Config::resolve(&flags(global, None), env)?;
     print_warnings(&cfg, global.quiet);
     let ledger = open_existing(&cfg.ledger.value).await?;
     let mut out = stdout();
