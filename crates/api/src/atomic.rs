@@ -28,9 +28,7 @@ impl AtomicFile {
     /// A new, empty temp file beside `dest` (whose folder must exist).
     pub fn create(dest: &Path) -> io::Result<Self> {
         let (dir, prefix) = parts(dest)?;
-        let named = tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempfile_in(dir)?;
+        let named = tempfile::Builder::new().prefix(&prefix).tempfile_in(dir)?;
         let (file, temp) = named.into_parts();
         Ok(Self {
             temp,
@@ -149,7 +147,11 @@ mod tests {
         std::fs::write(&dest, b"old").unwrap();
         let mut f = AtomicFile::create(&dest).unwrap();
         f.file().unwrap().write_all(b"new").unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"old", "untouched until committed");
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            b"old",
+            "untouched until committed"
+        );
         f.commit().unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -187,7 +189,10 @@ mod tests {
         let dest = dir.path().join("copy.jpg");
         AtomicFile::link(&source, &dest).unwrap().commit().unwrap();
         use std::os::unix::fs::MetadataExt as _;
-        let (a, b) = (std::fs::metadata(&source).unwrap(), std::fs::metadata(&dest).unwrap());
+        let (a, b) = (
+            std::fs::metadata(&source).unwrap(),
+            std::fs::metadata(&dest).unwrap(),
+        );
         assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
     }
 
