@@ -91,6 +91,16 @@ impl AtomicFile {
     }
 }
 
+/// Writes `bytes` to `dest` atomically (an [`AtomicFile`] created, filled and committed).
+pub fn write(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut file = AtomicFile::create(dest)?;
+    if let Some(f) = file.file() {
+        f.write_all(bytes)?;
+    }
+    file.commit()
+}
+
 /// The pid of the process that left a temp file of [`AtomicFile`] named `name`, if it is one.
 pub fn temp_file_pid(name: &OsStr) -> Option<u32> {
     let name = name.to_str()?;
