@@ -41,5 +41,7 @@ mod resume;
 mod run;
 /// Secrets: the token reaches the service only, at any verbosity; open token files warn.
 mod secrets;
+/// Settings: flag > env > file > default for each; `config show` sources; ranges, exit 2.
+mod settings;
 /// Soak (ignored; `just soak`): 10,000 images, every fault, 5 SIGKILLs; outputs valid, RSS flat.
 mod soak;

@@ -28,9 +28,7 @@ impl AtomicFile {
     /// A new, empty temp file beside `dest` (whose folder must exist).
     pub fn create(dest: &Path) -> io::Result<Self> {
         let (dir, prefix) = parts(dest)?;
-        let named = tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempfile_in(dir)?;
+        let named = tempfile::Builder::new().prefix(&prefix).tempfile_in(dir)?;
         let (file, temp) = named.into_parts();
         Ok(Self {
             temp,
@@ -93,6 +91,16 @@ impl AtomicFile {
     }
 }
 
+/// Writes `bytes` to `dest` atomically (an [`AtomicFile`] created, filled and committed).
+pub fn write(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut file = AtomicFile::create(dest)?;
+    if let Some(f) = file.file() {
+        f.write_all(bytes)?;
+    }
+    file.commit()
+}
+
 /// The pid of the process that left a temp file of [`AtomicFile`] named `name`, if it is one.
 pub fn temp_file_pid(name: &OsStr) -> Option<u32> {
     let name = name.to_str()?;
@@ -149,7 +157,11 @@ mod tests {
         std::fs::write(&dest, b"old").unwrap();
         let mut f = AtomicFile::create(&dest).unwrap();
         f.file().unwrap().write_all(b"new").unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"old", "untouched until committed");
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            b"old",
+            "untouched until committed"
+        );
         f.commit().unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -187,7 +199,10 @@ mod tests {
         let dest = dir.path().join("copy.jpg");
         AtomicFile::link(&source, &dest).unwrap().commit().unwrap();
         use std::os::unix::fs::MetadataExt as _;
-        let (a, b) = (std::fs::metadata(&source).unwrap(), std::fs::metadata(&dest).unwrap());
+        let (a, b) = (
+            std::fs::metadata(&source).unwrap(),
+            std::fs::metadata(&dest).unwrap(),
+        );
         assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
     }
 

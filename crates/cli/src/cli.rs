@@ -1,15 +1,21 @@
 //! The command line, declared with clap derive: the help text is the doc comments below.
 //!
-//! Values that also come from the environment or the config file (`--ledger`, `--api-base`,
-//! `-j`, `--job-timeout`, …) are `Option`s here: `config.rs` applies the precedence
-//! flag > environment > file > default, so clap must not fill in defaults or read the environment.
+//! Settings, which also come from the environment or the config file (`--ledger`, `-j`,
+//! `--job-timeout`, …), are `Option`s here, parsed by the setting's own parser from
+//! `config::settings`: `config` applies the precedence flag > environment > file > default, so
+//! clap fills in no default and reads no environment.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use eraser_store::{ImageStatus, RejectKind};
+
+use crate::config::Setting;
+use crate::config::settings;
+use crate::config::values::parse_header;
 
 /// Remove watermarks from large image collections through the MagicEraser API.
 ///
@@ -42,8 +48,8 @@ pub struct GlobalArgs {
     /// When to colour the output on stderr.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, value_name = "WHEN")]
     pub color: ColorChoice,
-    /// The ledger file [env: ERASER_LEDGER] [default: one per user in the data directory].
-    #[arg(long, global = true, value_name = "FILE")]
+    /// The ledger file [default: one per user in the data directory] [env: ERASER_LEDGER].
+    #[arg(long, global = true, value_name = "FILE", value_parser = flag(&settings::LEDGER))]
     pub ledger: Option<PathBuf>,
     /// The config file [env: ERASER_CONFIG] [default: eraser/config.toml in the config directory].
     #[arg(long, global = true, value_name = "FILE")]
@@ -96,35 +102,6 @@ pub struct RunArgs {
     /// Folder the results go to; mirrors each input's path below its INPUT folder.
     #[arg(short, long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Jobs in flight at the service (uploaded, not yet finished) [default: 8].
-    #[arg(short = 'j', long, value_name = "N", value_parser = parse_positive)]
-    pub concurrency: Option<usize>,
-    /// create-job requests in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = parse_positive)]
-    pub upload_concurrency: usize,
-    /// Result downloads in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = parse_positive)]
-    pub download_concurrency: usize,
-    /// Threads hashing files (0 = one per core).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub hash_threads: usize,
-    /// Cap on API requests per second.
-    #[arg(long, value_name = "PER_SECOND", value_parser = parse_rate)]
-    pub rate: Option<f64>,
-    /// A job unfinished after this fails (retryable): 90s, 10m, 1h, 500ms or seconds [default: 10m].
-    /// A job resumed from an earlier run gets the whole timeout again in this one.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
-    pub job_timeout: Option<Duration>,
-    /// A service that cannot be reached, or that refuses every upload while holding none of
-    /// the run's jobs, for this long ends the run (exit 3; nothing is lost, rerun later).
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration_arg)]
-    pub outage_timeout: Duration,
-    /// Follow symlinked folders (symlinked files are always followed; loops are detected).
-    #[arg(long)]
-    pub follow: bool,
-    /// Hard-link outputs of duplicate inputs instead of copying them.
-    #[arg(long)]
-    pub link: bool,
     /// Replace files at output paths that eraser did not write.
     #[arg(long)]
     pub overwrite: bool,
@@ -135,30 +112,125 @@ pub struct RunArgs {
     /// Scan and report what would be uploaded; upload nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Upload files as `<sha256>.<ext>` instead of their own names.
-    #[arg(long)]
-    pub anonymous: bool,
-    /// Attempts per image within a run for failures that may pass on retry.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = parse_positive_u32)]
-    pub max_attempts: u32,
     /// Print the final summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-    /// The API origin [env: ERASER_API_BASE] [default: https://api.magiceraser.org].
-    #[arg(long, value_name = "URL")]
+    #[command(flatten)]
+    pub settings: SettingFlags,
+}
+
+/// The settings of a run. Each is also an environment variable `ERASER_<NAME>` and a config
+/// file key `<name>` (e.g. `--upload-concurrency`, `ERASER_UPLOAD_CONCURRENCY`,
+/// `upload_concurrency = 4`); a flag wins over the variable, the variable over the file.
+/// `Option`s, so that `config.rs` can tell a flag given from a flag absent: clap fills in no
+/// default and reads no environment.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Settings (flag > env ERASER_<NAME> > config file <name> > default)")]
+pub struct SettingFlags {
+    /// Jobs in flight at the service (uploaded, not yet finished), 1 to 1024 [default: 8]
+    /// [env: ERASER_CONCURRENCY].
+    #[arg(short = 'j', long, value_name = "N", value_parser = flag(&settings::CONCURRENCY))]
+    pub concurrency: Option<usize>,
+    /// create-job requests in flight at once, 1 to 256 [default: 2]
+    /// [env: ERASER_UPLOAD_CONCURRENCY].
+    #[arg(long, value_name = "N", value_parser = flag(&settings::UPLOAD_CONCURRENCY))]
+    pub upload_concurrency: Option<usize>,
+    /// Result downloads in flight at once, 1 to 256 [default: 4]
+    /// [env: ERASER_DOWNLOAD_CONCURRENCY].
+    #[arg(long, value_name = "N", value_parser = flag(&settings::DOWNLOAD_CONCURRENCY))]
+    pub download_concurrency: Option<usize>,
+    /// Threads hashing files, 0 to 256; 0 is one per core [default: 0]
+    /// [env: ERASER_HASH_THREADS].
+    #[arg(long, value_name = "N", value_parser = flag(&settings::HASH_THREADS))]
+    pub hash_threads: Option<usize>,
+    /// Cap on API requests per second, 0.001 to 10000 [default: no cap] [env: ERASER_RATE].
+    #[arg(long, value_name = "PER_SECOND", value_parser = flag(&settings::RATE))]
+    pub rate: Option<f64>,
+    /// A job unfinished after this fails (retryable); a job resumed from an earlier run gets the
+    /// whole timeout again in this one. 90s, 10m, 1h30m, 500ms or seconds, 1ms to 30days
+    /// [default: 10m] [env: ERASER_JOB_TIMEOUT].
+    #[arg(long, value_name = "DURATION", value_parser = flag(&settings::JOB_TIMEOUT))]
+    pub job_timeout: Option<Duration>,
+    /// A service that cannot be reached, or that refuses every upload while holding none of
+    /// the run's jobs, for this long ends the run (exit 3; nothing is lost, rerun later).
+    /// 1ms to 30days [default: 2m] [env: ERASER_OUTAGE_TIMEOUT].
+    #[arg(long, value_name = "DURATION", value_parser = flag(&settings::OUTAGE_TIMEOUT))]
+    pub outage_timeout: Option<Duration>,
+    /// Attempts per image within a run for failures that may pass on retry, 1 to 100
+    /// [default: 3] [env: ERASER_MAX_ATTEMPTS].
+    #[arg(long, value_name = "N", value_parser = flag(&settings::MAX_ATTEMPTS))]
+    pub max_attempts: Option<u32>,
+    /// Largest input file uploaded: bytes, or with KB/MB/GB or KiB/MiB/GiB, 1 to 4294967296
+    /// bytes [default: 50MiB] [env: ERASER_MAX_UPLOAD_BYTES].
+    #[arg(long, value_name = "SIZE", value_parser = flag(&settings::MAX_UPLOAD_BYTES))]
+    pub max_upload_bytes: Option<u64>,
+    /// Follow symlinked folders (symlinked files are always followed; loops are detected)
+    /// [env: ERASER_FOLLOW].
+    #[arg(long, overrides_with = "no_follow")]
+    pub follow: bool,
+    /// Do not follow symlinked folders (the default).
+    #[arg(long, overrides_with = "follow")]
+    pub no_follow: bool,
+    /// Hard-link outputs of duplicate inputs instead of copying them [env: ERASER_LINK].
+    #[arg(long, overrides_with = "no_link")]
+    pub link: bool,
+    /// Copy outputs of duplicate inputs (the default).
+    #[arg(long, overrides_with = "link")]
+    pub no_link: bool,
+    /// Upload files as `<sha256>.<ext>` instead of their own names [env: ERASER_ANONYMOUS].
+    #[arg(long, overrides_with = "no_anonymous")]
+    pub anonymous: bool,
+    /// Upload files under their own names (the default).
+    #[arg(long, overrides_with = "anonymous")]
+    pub no_anonymous: bool,
+    /// The API origin [default: https://api.magiceraser.org] [env: ERASER_API_BASE].
+    #[arg(long, value_name = "URL", value_parser = flag(&settings::API_BASE))]
     pub api_base: Option<String>,
-    /// The product serial sent to the service [env: ERASER_PRODUCT_SERIAL] [default: one generated per ledger].
-    #[arg(long, value_name = "SERIAL")]
+    /// The product serial sent to the service [default: one generated per ledger]
+    /// [env: ERASER_PRODUCT_SERIAL].
+    #[arg(long, value_name = "SERIAL", value_parser = flag(&settings::PRODUCT_SERIAL))]
     pub product_serial: Option<String>,
-    /// The product code sent to the service [env: ERASER_PRODUCT_CODE] [default: 067003].
-    #[arg(long, value_name = "CODE")]
+    /// The product code sent to the service [default: 067003] [env: ERASER_PRODUCT_CODE].
+    #[arg(long, value_name = "CODE", value_parser = flag(&settings::PRODUCT_CODE))]
     pub product_code: Option<String>,
-    /// An extra header on every API call (not on downloads); repeatable.
+    /// An extra header on every API call (not on downloads); repeatable. Replaces a header of
+    /// the same name from ERASER_HEADERS (one `Name: value` per line) or the file's [headers].
     #[arg(long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
-    /// Largest input file uploaded (bytes; KB/MB/GB and KiB/MiB/GiB suffixes accepted).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub max_upload_bytes: Option<u64>,
+}
+
+impl SettingFlags {
+    /// `--follow` / `--no-follow`, whichever came last; `None` when neither was given.
+    pub fn follow(&self) -> Option<bool> {
+        switch(self.follow, self.no_follow)
+    }
+
+    /// `--link` / `--no-link`.
+    pub fn link(&self) -> Option<bool> {
+        switch(self.link, self.no_link)
+    }
+
+    /// `--anonymous` / `--no-anonymous`.
+    pub fn anonymous(&self) -> Option<bool> {
+        switch(self.anonymous, self.no_anonymous)
+    }
+}
+
+/// A switch given as a pair of flags (clap keeps only the last of the two).
+fn switch(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
+/// The clap parser of a setting's flag: the setting's own parser, the one its environment
+/// variable and its file key go through too.
+fn flag<T: Clone + Send + Sync + 'static>(
+    setting: &'static Setting<T>,
+) -> impl TypedValueParser<Value = T> {
+    OsStringValueParser::new().try_map(move |raw| (setting.parse)(&raw))
 }
 
 /// `eraser ledger …`.
@@ -237,146 +309,25 @@ pub enum ExportFormat {
 }
 
 /// `eraser config …`.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum ConfigCmd {
     /// Print the config file's path (whether or not it exists).
     Path,
-    /// Print the effective configuration as TOML, each value with its source.
-    Show,
+    /// Print the effective configuration as TOML, each value with its source (`flag`,
+    /// `env ERASER_…`, `file`, `default`); takes the settings flags of `eraser run`.
+    Show {
+        #[command(flatten)]
+        settings: Box<SettingFlags>,
+    },
     /// Save the API token in the config file (created readable by you only, mode 0600).
     /// The token is read from stdin, never from the command line: paste it at the hidden
     /// prompt, or pipe it in (`printenv ERASER_TOKEN | eraser config set-token`).
     SetToken,
 }
 
-/// Parses a duration: `500ms`, `90s`, `10m`, `1h`, combinations like `1h30m`, or plain seconds.
-/// Fractions are accepted (`1.5h`, `0.5`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("empty duration".into());
-    }
-    let bad = || format!("invalid duration {text:?} (examples: 500ms, 90s, 10m, 1h, 1h30m, 90)");
-    if let Ok(secs) = t.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let value: f64 = num.parse().map_err(|_| bad())?;
-        let scale = match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total = Duration::try_from_secs_f64(value * scale)
-            .ok()
-            .and_then(|d| total.checked_add(d))
-            .ok_or_else(bad)?;
-        rest = tail;
-    }
-    Ok(total)
-}
-
-/// A duration that must be above zero (`--job-timeout`, `--outage-timeout`).
-fn parse_duration_arg(text: &str) -> Result<Duration, String> {
-    match parse_duration(text)? {
-        d if d.is_zero() => Err("the duration must be above zero".into()),
-        d => Ok(d),
-    }
-}
-
-/// Formats a duration the way [`parse_duration`] reads it back (`10m`, `90s`, `1500ms`).
+/// A duration as humantime writes it (`2m`, `1m 30s`), for messages outside the config.
 pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    match ms {
-        0 => "0s".into(),
-        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
-        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
-        _ if ms.is_multiple_of(1000) => format!("{}s", ms / 1000),
-        _ => format!("{ms}ms"),
-    }
-}
-
-/// A count of at least 1.
-fn parse_positive(text: &str) -> Result<usize, String> {
-    match text.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn parse_positive_u32(text: &str) -> Result<u32, String> {
-    parse_positive(text).and_then(|n| u32::try_from(n).map_err(|e| e.to_string()))
-}
-
-/// A request rate: a positive, finite number per second.
-fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        Ok(_) => Err("must be a positive number of requests per second".into()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// A byte size: `1048576`, `50MB` (10^6), `50MiB` (2^20), likewise K and G.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {text:?} (examples: 1048576, 50MB, 20MiB)"))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "kib" | "k" => 1 << 10,
-        "mb" => 1_000_000,
-        "mib" | "m" => 1 << 20,
-        "gb" => 1_000_000_000,
-        "gib" | "g" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} (use KB, MB, GB, KiB, MiB or GiB)"
-            ));
-        }
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("size {text:?} is too large"))
-}
-
-/// `Name: value` → (name, value). The name must be an HTTP token; the value one line.
-pub fn parse_header(text: &str) -> Result<(String, String), String> {
-    let (name, value) = text
-        .split_once(':')
-        .ok_or_else(|| "expected 'Name: value'".to_string())?;
-    let name = name.trim();
-    let value = value.trim();
-    check_header(name, value)?;
-    Ok((name.to_string(), value.to_string()))
-}
-
-/// Checks an extra header's name and value (shared with the config file's `headers`).
-pub fn check_header(name: &str, value: &str) -> Result<(), String> {
-    let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(token_char) {
-        return Err(format!("invalid header name {name:?}"));
-    }
-    if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
-        return Err(format!("the value of header {name} must be one line"));
-    }
-    Ok(())
+    crate::config::values::format_duration(d)
 }
 
 fn parse_status(text: &str) -> Result<ImageStatus, String> {
@@ -408,75 +359,8 @@ impl Rejected {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::values::span;
     use clap::CommandFactory;
-
-    #[test]
-    fn duration_units_are_read() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-    }
-
-    #[test]
-    fn duration_without_unit_is_seconds() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
-    }
-
-    #[test]
-    fn duration_parts_add_up() {
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
-    }
-
-    #[test]
-    fn duration_garbage_is_refused() {
-        for bad in ["", "ten", "10x", "m", "10m5", "-5s", "1e400", "5 m"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
-
-    #[test]
-    fn job_timeout_of_zero_is_refused() {
-        assert!(parse_duration_arg("0s").is_err());
-    }
-
-    #[test]
-    fn formatted_durations_read_back() {
-        for d in [600, 90, 3600, 7200]
-            .map(Duration::from_secs)
-            .into_iter()
-            .chain([Duration::from_millis(1500)])
-        {
-            assert_eq!(parse_duration(&format_duration(d)), Ok(d));
-        }
-        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
-    }
-
-    #[test]
-    fn sizes_take_decimal_and_binary_units() {
-        assert_eq!(parse_size("123"), Ok(123));
-        assert_eq!(parse_size("2MB"), Ok(2_000_000));
-        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
-        assert!(parse_size("2XB").is_err());
-        assert!(parse_size("99999999999GiB").is_err());
-    }
-
-    #[test]
-    fn header_is_split_at_the_first_colon() {
-        assert_eq!(
-            parse_header("X-Trace:  a:b "),
-            Ok(("X-Trace".to_string(), "a:b".to_string()))
-        );
-    }
-
-    #[test]
-    fn header_without_colon_or_with_bad_name_is_refused() {
-        assert!(parse_header("NoColon").is_err());
-        assert!(parse_header("Bad Name: x").is_err());
-        assert!(parse_header(": x").is_err());
-    }
 
     #[test]
     fn command_definition_is_consistent() {
@@ -490,28 +374,120 @@ mod tests {
         assert!(Cli::try_parse_from(["eraser", "run", "in", "-o", "out"]).is_ok());
     }
 
-    fn outage_timeout_of(extra: &[&str]) -> Result<Duration, clap::Error> {
+    /// The settings flags of `eraser run in -o out <extra…>`.
+    fn settings_of(extra: &[&str]) -> Result<SettingFlags, clap::Error> {
         let args = ["eraser", "run", "in", "-o", "out"].iter().chain(extra);
         match Cli::try_parse_from(args)?.command {
-            Command::Run(run) => Ok(run.outage_timeout),
+            Command::Run(run) => Ok(run.settings),
             _ => unreachable!("parsed as run"),
         }
     }
 
     #[test]
-    fn the_outage_timeout_is_two_minutes_unless_given() {
-        assert_eq!(outage_timeout_of(&[]).unwrap(), Duration::from_secs(120));
+    fn a_setting_not_given_as_a_flag_is_left_to_the_config() {
+        let settings = settings_of(&[]).expect("parses");
+        assert_eq!(settings.outage_timeout, None);
+        assert_eq!(settings.concurrency, None);
+        assert_eq!(settings.follow(), None);
         assert_eq!(
-            outage_timeout_of(&["--outage-timeout", "1h"]).unwrap(),
-            Duration::from_secs(3600)
+            settings_of(&["--outage-timeout", "1h"])
+                .expect("parses")
+                .outage_timeout,
+            Some(Duration::from_secs(3600))
         );
-        assert!(outage_timeout_of(&["--outage-timeout", "0"]).is_err());
     }
 
     #[test]
     fn concurrency_of_zero_is_a_usage_error() {
         let err = Cli::try_parse_from(["eraser", "run", "in", "-o", "out", "-j", "0"]);
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn a_flag_out_of_range_is_a_usage_error_naming_the_flag_and_the_range() {
+        for (flag, value, range) in [
+            ("--rate", "1e-300", "0.001 to 10000"),
+            ("--upload-concurrency", "9223372036854775807", "1 to 256"),
+            ("--download-concurrency", "9223372036854775807", "1 to 256"),
+            ("--hash-threads", "4294967296", "0 to 256"),
+            ("--outage-timeout", "0", "1ms to 30days"),
+            ("--job-timeout", "31days", "1ms to 30days"),
+            ("--max-attempts", "101", "1 to 100"),
+            ("--max-upload-bytes", "5GiB", "4294967296"),
+        ] {
+            let err = settings_of(&[flag, value]).expect_err(flag);
+            assert_eq!(err.exit_code(), 2, "{flag}");
+            let shown = err.to_string();
+            assert!(shown.contains(flag) && shown.contains(range), "{shown}");
+        }
+    }
+
+    #[test]
+    fn the_last_of_a_switch_and_its_no_flag_wins() {
+        let follow = |args: &[&str]| settings_of(args).expect("parses").follow();
+        assert_eq!(follow(&["--follow"]), Some(true));
+        assert_eq!(follow(&["--follow", "--no-follow"]), Some(false));
+        assert_eq!(follow(&["--no-follow", "--follow"]), Some(true));
+    }
+
+    #[test]
+    fn every_setting_flag_names_its_variable_in_the_help() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let run = cmd.find_subcommand("run").expect("run").clone();
+        for (_, env, flag) in settings::names() {
+            let Some(flag) = flag else { continue };
+            let long = flag.trim_start_matches("--");
+            let arg = run
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .unwrap_or_else(|| panic!("no flag {flag}"));
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.contains(&format!("[env: {env}]")), "{flag}: {help}");
+        }
+    }
+
+    #[test]
+    fn every_range_is_in_its_flags_help() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let run = cmd.find_subcommand("run").expect("run").clone();
+        let help = |long: &str| {
+            run.get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .and_then(|a| a.get_help().map(ToString::to_string))
+                .unwrap_or_default()
+        };
+        let timeouts = format!(
+            "{} to {}",
+            format_duration(*settings::TIMEOUT_RANGE.start()),
+            format_duration(*settings::TIMEOUT_RANGE.end())
+        );
+        for (long, range) in [
+            ("concurrency", span(&settings::CONCURRENCY_RANGE)),
+            ("upload-concurrency", span(&settings::TRANSFERS_RANGE)),
+            ("download-concurrency", span(&settings::TRANSFERS_RANGE)),
+            ("hash-threads", span(&settings::HASH_THREADS_RANGE)),
+            ("rate", span(&settings::RATE_RANGE)),
+            ("job-timeout", timeouts.clone()),
+            ("outage-timeout", timeouts),
+            ("max-attempts", span(&settings::MAX_ATTEMPTS_RANGE)),
+            ("max-upload-bytes", span(&settings::MAX_UPLOAD_BYTES_RANGE)),
+        ] {
+            assert!(
+                help(long).contains(&range),
+                "--{long}: {range} not in its help"
+            );
+        }
+    }
+
+    #[test]
+    fn config_show_takes_the_settings_flags() {
+        let cli = Cli::try_parse_from(["eraser", "config", "show", "-j", "4"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Config { cmd: ConfigCmd::Show { settings } } if settings.concurrency == Some(4)
+        ));
     }
 
     #[test]

@@ -180,12 +180,12 @@ mod tests {
 
     #[test]
     fn unusable_ledger_mid_command_is_2() {
-        let path = std::path::PathBuf::from("/x/ledger.db");
+        let ledger = "/x/ledger.db".to_owned();
         let corrupt = eraser_store::Error::Corrupt {
-            path: path.clone(),
+            ledger: ledger.clone(),
             detail: "not a database".into(),
         };
-        let busy = eraser_store::Error::Busy { path };
+        let busy = eraser_store::Error::Busy { ledger };
         assert_eq!(
             code(&Err(anyhow::Error::new(corrupt).context("listing images"))),
             2

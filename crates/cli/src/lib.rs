@@ -10,5 +10,6 @@ pub mod exit;
 pub mod logging;
 pub mod pipeline;
 pub mod progress;
+pub mod review;
 pub mod summary;
 pub mod token_file;

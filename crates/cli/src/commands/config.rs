@@ -5,7 +5,7 @@ use std::io::{IsTerminal as _, Read as _, Write as _};
 
 use anyhow::Context as _;
 
-use super::{global_overrides, print_warnings, say, stdout};
+use super::{flags, print_warnings, say, stdout};
 use crate::cli::{ConfigCmd, GlobalArgs};
 use crate::config::{Config, Environment, config_path};
 use crate::exit::Status;
@@ -13,21 +13,20 @@ use crate::token_file::{clean_token, save_token};
 
 /// Prints the config file path, or the effective configuration as TOML.
 pub fn run(global: &GlobalArgs, cmd: ConfigCmd, env: &Environment) -> anyhow::Result<Status> {
-    let over = global_overrides(global);
     let mut out = stdout();
     match cmd {
         ConfigCmd::Path => {
-            let (path, _) = config_path(&over, env)?;
+            let (path, _) = config_path(&flags(global, None), env)?;
             writeln!(out, "{}", path.display()).context("writing to stdout")?;
         }
-        ConfigCmd::Show => {
-            let cfg = Config::resolve(&over, env)?;
+        ConfigCmd::Show { settings } => {
+            let cfg = Config::resolve(&flags(global, Some(&settings)), env)?;
             print_warnings(&cfg, global.quiet);
             out.write_all(cfg.to_toml().as_bytes())
                 .context("writing to stdout")?;
         }
         ConfigCmd::SetToken => {
-            let (path, _) = config_path(&over, env)?;
+            let (path, _) = config_path(&flags(global, None), env)?;
             let raw = read_token()?;
             save_token(&path, clean_token(&raw)?)?;
             if !global.quiet {

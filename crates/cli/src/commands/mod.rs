@@ -10,8 +10,8 @@ mod run;
 
 use std::io::{self, Write as _};
 
-use crate::cli::{Cli, Command, GlobalArgs};
-use crate::config::{Config, Environment, Overrides};
+use crate::cli::{Cli, Command, GlobalArgs, SettingFlags};
+use crate::config::{Config, Environment, Flags};
 use crate::exit::Status;
 
 /// Runs the command the user asked for.
@@ -25,12 +25,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
     }
 }
 
-/// The overrides every command takes from the global flags.
-fn global_overrides(global: &GlobalArgs) -> Overrides {
-    Overrides {
+/// The flags every command takes: the global ones and, for `run` and `config show`, the
+/// settings.
+fn flags(global: &GlobalArgs, settings: Option<&SettingFlags>) -> Flags {
+    Flags {
         config: global.config.clone(),
         ledger: global.ledger.clone(),
-        ..Overrides::default()
+        settings: settings.cloned().unwrap_or_default(),
     }
 }
 

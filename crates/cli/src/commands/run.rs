@@ -9,25 +9,15 @@ use anyhow::Context as _;
 use eraser_api::Client;
 use eraser_store::Ledger;
 
-use super::{print_warnings, say, stdout};
+use super::{flags, print_warnings, say, stdout};
 use crate::cli::{GlobalArgs, RunArgs};
-use crate::config::{Config, Environment, Overrides};
+use crate::config::{Config, Environment};
 use crate::exit::{LedgerUnavailable, Status, UsageError};
 use crate::pipeline::{self, Hooks, InputSource, Options, Outcome, RunEnd};
 
 /// Runs the batch and reports how it ended.
 pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyhow::Result<Status> {
-    let over = Overrides {
-        config: global.config.clone(),
-        ledger: global.ledger.clone(),
-        api_base: args.api_base.clone(),
-        product_serial: args.product_serial.clone(),
-        product_code: args.product_code.clone(),
-        concurrency: args.concurrency,
-        job_timeout: args.job_timeout,
-        headers: args.headers.clone(),
-    };
-    let cfg = Config::resolve(&over, env)?;
+    let cfg = Config::resolve(&flags(global, Some(&args.settings)), env)?;
     print_warnings(&cfg, global.quiet);
     let inputs = input_source(&args.inputs, args.null)?;
     check_out(&args.out)?;
@@ -41,24 +31,24 @@ pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyho
             .context("cannot read the ledger's product serial")?,
     };
     let hooks = Hooks::new(cfg.concurrency.value);
-    let client = build_client(&cfg, serial, args.max_upload_bytes, &hooks)?;
+    let client = build_client(&cfg, serial, &hooks)?;
     let opts = Options {
         inputs,
         out: args.out,
         concurrency: cfg.concurrency.value,
-        upload_concurrency: args.upload_concurrency,
-        download_concurrency: args.download_concurrency,
-        hash_threads: args.hash_threads,
-        rate: args.rate,
+        upload_concurrency: cfg.upload_concurrency.value,
+        download_concurrency: cfg.download_concurrency.value,
+        hash_threads: cfg.hash_threads.value,
+        rate: cfg.rate.map(|rate| rate.value),
         job_timeout: cfg.job_timeout.value,
-        outage_timeout: args.outage_timeout,
-        follow: args.follow,
-        link: args.link,
+        outage_timeout: cfg.outage_timeout.value,
+        follow: cfg.follow.value,
+        link: cfg.link.value,
         overwrite: args.overwrite,
         retry_failed: args.retry_failed,
         dry_run: args.dry_run,
-        anonymous_names: args.anonymous,
-        max_attempts: args.max_attempts,
+        anonymous_names: cfg.anonymous.value,
+        max_attempts: cfg.max_attempts.value,
         max_upload_bytes: client.max_upload_bytes(),
         progress: !global.quiet,
         command_line: recorded_command_line(std::env::args_os()),
@@ -108,20 +98,17 @@ async fn open_or_create(path: &Path) -> Result<Ledger, LedgerUnavailable> {
             cause: format!("cannot create the ledger's folder {}: {e}", dir.display()).into(),
         })?;
     }
-    Ledger::open(&eraser_store::Location::file(path)).await.map_err(|e| LedgerUnavailable {
-        path: path.to_path_buf(),
-        cause: Box::new(e),
-    })
+    Ledger::open(&eraser_store::Location::file(path))
+        .await
+        .map_err(|e| LedgerUnavailable {
+            path: path.to_path_buf(),
+            cause: Box::new(e),
+        })
 }
 
 /// The API client for this configuration, reporting its retries to the pipeline's `hooks`;
 /// a client that cannot be built is a config error.
-fn build_client(
-    cfg: &Config,
-    serial: String,
-    max_upload: Option<u64>,
-    hooks: &Hooks,
-) -> anyhow::Result<Client> {
+fn build_client(cfg: &Config, serial: String, hooks: &Hooks) -> anyhow::Result<Client> {
     let mut builder = Client::builder()
         .on_retry(hooks.retry_observer())
         .throttled_uploads_to_caller(true)
@@ -132,15 +119,15 @@ fn build_client(
     for h in &cfg.headers {
         builder = builder.header(h.name.clone(), h.value.clone());
     }
-    if let Some(n) = max_upload {
-        builder = builder.max_upload_bytes(n);
-    }
-    builder.build().map_err(|e| {
-        anyhow::Error::new(e).context(UsageError(format!(
-            "cannot set up the API client for {}",
-            cfg.api_base.value
-        )))
-    })
+    builder
+        .max_upload_bytes(cfg.max_upload_bytes.value)
+        .build()
+        .map_err(|e| {
+            anyhow::Error::new(e).context(UsageError(format!(
+                "cannot set up the API client for {}",
+                cfg.api_base.value
+            )))
+        })
 }
 
 /// Prints the summary: one JSON object on stdout with `--json` (the Summary's fields plus

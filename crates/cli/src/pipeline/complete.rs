@@ -13,9 +13,9 @@ use eraser_api::JobDone;
 use eraser_store::{DoneRecord, ImageStatus, InputRow, InputState, Ledger, RunId, Sha256};
 use tokio::task::JoinSet;
 
+use super::Options;
 use super::coordinator::{Coordinator, Event};
 use super::place::{self, Target};
-use super::Options;
 use crate::progress::Counters;
 use crate::summary::FailureCount;
 
@@ -83,8 +83,14 @@ impl Placer {
             dest,
         };
         for src in result.copies.clone() {
-            if place::copy_from(&self.ledger, &src, result.output_sha256, &target, self.opts.link)
-                .await?
+            if place::copy_from(
+                &self.ledger,
+                &src,
+                result.output_sha256,
+                &target,
+                self.opts.link,
+            )
+            .await?
             {
                 Counters::add(&self.counters.copies, 1);
                 Counters::add(&self.counters.placed, 1);
@@ -214,7 +220,11 @@ impl Coordinator {
     }
 
     /// A finished job's result was placed, or could not be.
-    pub async fn completed(&mut self, sha: Sha256, result: anyhow::Result<()>) -> anyhow::Result<()> {
+    pub async fn completed(
+        &mut self,
+        sha: Sha256,
+        result: anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         self.drop_job(&sha);
         let e = match result {
             Ok(()) => {
@@ -226,7 +236,10 @@ impl Coordinator {
         let told = crate::exit::one_line(&e);
         let verdict = self.health.result_unwritable(out_full(&e), &told);
         self.follow(verdict).await?;
-        match e.chain().find_map(|c| c.downcast_ref::<eraser_api::Error>()) {
+        match e
+            .chain()
+            .find_map(|c| c.downcast_ref::<eraser_api::Error>())
+        {
             // A local write failure (read-only OUT, full disk) is not the image's: the result
             // stays at the service for the next run to fetch.
             Some(a) if !a.is_retryable() && !matches!(a, eraser_api::Error::Io { .. }) => {

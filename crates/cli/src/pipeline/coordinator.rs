@@ -16,8 +16,8 @@ use tokio::task::JoinSet;
 
 use super::health::{Health, Verdict};
 use super::limits::{Limiter, RateLimit, UploadWindow};
-use super::schedule::{Eta, Schedule};
 use super::scan::InputError;
+use super::schedule::{Eta, Schedule};
 use super::stop::Stop;
 use super::{Options, RunEnd, STALE_AFTER};
 use crate::progress::Counters;
@@ -134,7 +134,7 @@ impl Coordinator {
             limiter: Arc::clone(&hooks.limiter),
             rate: opts.rate.and_then(RateLimit::new).map(Arc::new),
             uploads: UploadWindow::new(opts.upload_concurrency),
-            downloads: Arc::new(Semaphore::new(opts.download_concurrency.max(1))),
+            downloads: Arc::new(super::limits::permits(opts.download_concurrency)),
             tasks: JoinSet::new(),
             jobs: HashMap::new(),
             uploading: HashSet::new(),
@@ -266,8 +266,8 @@ impl Coordinator {
             return Ok(true);
         }
         let p = self.ledger.run_progress(self.run).await?;
-        let waiting = (p.images.uploading + p.images.processing)
-            .saturating_sub(self.given_up.len() as u64);
+        let waiting =
+            (p.images.uploading + p.images.processing).saturating_sub(self.given_up.len() as u64);
         let claimable = p.images.new > 0 && self.stopped.is_none();
         if waiting == 0 && !claimable {
             return Ok(true);

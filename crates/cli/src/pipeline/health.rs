@@ -382,7 +382,10 @@ mod tests {
         let mut h = health();
         h.upload_throttled(0, None, "429", start);
         h.upload_throttled(2, None, "429", start + PATIENCE);
-        assert_eq!(h.upload_throttled(0, None, "429", start + PATIENCE).end, None);
+        assert_eq!(
+            h.upload_throttled(0, None, "429", start + PATIENCE).end,
+            None
+        );
     }
 
     #[test]
@@ -391,7 +394,10 @@ mod tests {
         let mut h = health();
         h.upload_throttled(0, None, "429", start);
         h.upload_accepted();
-        assert_eq!(h.upload_throttled(0, None, "429", start + PATIENCE).end, None);
+        assert_eq!(
+            h.upload_throttled(0, None, "429", start + PATIENCE).end,
+            None
+        );
     }
 
     #[test]

@@ -132,6 +132,15 @@ impl UploadWindow {
     }
 }
 
+/// A semaphore of `n` permits (at least one, at most tokio's maximum, whatever `n` is).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the count is clamped to what Semaphore::new accepts"
+)]
+pub fn permits(n: usize) -> tokio::sync::Semaphore {
+    tokio::sync::Semaphore::new(n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS))
+}
+
 /// A cap on API requests per second (`--rate`), shared by every request.
 #[derive(Debug)]
 pub struct RateLimit {

@@ -174,8 +174,16 @@ pub async fn run(
         }
         .run(),
     );
-    let mut work =
-        Coordinator::new(ledger, client, run, Arc::clone(&opts), hooks, session, started).await;
+    let mut work = Coordinator::new(
+        ledger,
+        client,
+        run,
+        Arc::clone(&opts),
+        hooks,
+        session,
+        started,
+    )
+    .await;
     let scan_errors = work.drive(scan, &recorded, &stop).await?;
 
     // Every input of this run gets its output, or is reported (a dry run writes nothing, and a

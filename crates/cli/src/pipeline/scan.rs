@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use eraser_store::{
-    Content, FoundInput, Lookup, RejectKind, Rejection, ScanBatch, ScanSession,
-};
+use eraser_store::{Content, FoundInput, Lookup, RejectKind, Rejection, ScanBatch, ScanSession};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 

@@ -262,7 +262,7 @@ mod tests {
     fn run_jobs(eta: &mut Eta, rng: &mut fastrand::Rng, jobs: usize, secs: f64) -> f64 {
         let mut done_first = 0;
         for _ in 0..jobs {
-            let takes = Duration::from_secs_f64(secs * (0.95 + rng.f64() * 0.1));
+            let takes = seconds(secs * (0.95 + rng.f64() * 0.1));
             let expected = eta.expect(1000);
             let mut looked = first_delay(expected);
             if looked >= takes {
@@ -409,7 +409,7 @@ mod tests {
     #[test]
     fn an_estimate_carried_over_from_an_earlier_run_replaces_the_guess() {
         let eta = Eta::starting_at(7.5);
-        assert_eq!(eta.expect(1000), Duration::from_secs_f64(7.5));
+        assert_eq!(eta.expect(1000), Duration::from_millis(7500));
         assert_eq!(eta.overall(), Some(7.5));
         assert_eq!(Eta::default().overall(), None);
     }
@@ -430,8 +430,8 @@ mod tests {
     fn intervals_grow_and_stay_bounded() {
         let e = Duration::from_secs(10);
         assert!(next_interval(e, 1) <= Duration::from_millis(1200));
-        assert!(next_interval(e, 30) <= MAX_INTERVAL.mul_f64(1.2));
-        assert!(next_interval(Duration::ZERO, 1) >= MIN_INTERVAL.mul_f64(0.8));
+        assert!(next_interval(e, 30) <= scaled(MAX_INTERVAL, 1.2));
+        assert!(next_interval(Duration::ZERO, 1) >= scaled(MIN_INTERVAL, 0.8));
     }
 
     #[test]

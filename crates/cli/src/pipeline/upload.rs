@@ -13,9 +13,9 @@ use anyhow::Context as _;
 use eraser_api::{CreateJob, JobId};
 use eraser_store::{Claim, Content, FoundInput, ScanBatch};
 
+use super::RunEnd;
 use super::coordinator::{Coordinator, Event, Job, JobTask};
 use super::fingerprint;
-use super::RunEnd;
 use crate::progress::Counters;
 
 /// A create-job's answer, with the recording of its job id.
@@ -159,11 +159,14 @@ impl Coordinator {
         }
         // A refusal code from the service, or an HTTP status that refuses the account or the
         // address rather than the image (counted like those codes).
-        let refused = e.api_code().map(|code| (code, api_message(&e))).or_else(|| {
-            e.http_status()
-                .filter(|s| refuses_everything(*s))
-                .map(|status| (i64::from(status), e.to_string()))
-        });
+        let refused = e
+            .api_code()
+            .map(|code| (code, api_message(&e)))
+            .or_else(|| {
+                e.http_status()
+                    .filter(|s| refuses_everything(*s))
+                    .map(|status| (i64::from(status), e.to_string()))
+            });
         if let Some((code, message)) = refused {
             self.answered();
             let told = format!("{message} (uploading {path})");
@@ -283,11 +286,7 @@ impl Coordinator {
     /// run uploads the new bytes; the old image goes back to `new` (other inputs may still hold
     /// it) or is forgotten. A file that changes again, vanishes or stops being an image fails
     /// for this run.
-    async fn input_changed(
-        &mut self,
-        claim: Claim,
-        e: &eraser_api::Error,
-    ) -> anyhow::Result<()> {
+    async fn input_changed(&mut self, claim: Claim, e: &eraser_api::Error) -> anyhow::Result<()> {
         let sha = claim.sha256;
         let path = claim.source_path.clone();
         let known = self.ledger.input(&path).await?;
@@ -330,10 +329,9 @@ impl Coordinator {
             }],
             ..ScanBatch::default()
         };
-        self.scan
-            .record(&batch)
-            .await
-            .with_context(|| format!("recording the new bytes of {}", claim.source_path.display()))?;
+        self.scan.record(&batch).await.with_context(|| {
+            format!("recording the new bytes of {}", claim.source_path.display())
+        })?;
         self.back_in_queue(&claim).await?;
         self.ledger.forget_unused(&sha).await?;
         Counters::add(&self.counters.hashed, 1);

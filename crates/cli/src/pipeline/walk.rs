@@ -310,10 +310,10 @@ impl Walker {
                 Ok(meta) => {
                     self.send(WalkEvent::Root(LedgerRoot::File(path.clone())));
                     self.send(WalkEvent::File(Found {
-                    path,
-                    rel,
-                    stem_shared: false,
-                    named: true,
+                        path,
+                        rel,
+                        stem_shared: false,
+                        named: true,
                         size: meta.len(),
                         mtime_ns: mtime_ns(&meta),
                     }));

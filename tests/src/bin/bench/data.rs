@@ -296,7 +296,7 @@ fn sqlite_timed(ledger: &Path, script: &str) -> Result<Duration, String> {
         .filter_map(|l| l.strip_prefix("Run Time: real "))
         .filter_map(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
         .sum();
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("sqlite3 printed a bad time: {e}"))
 }
 
 /// The SQL of [`fill_ledger`], matching `migrations/sqlite` (0001 images and inputs, 0003
