@@ -26,9 +26,12 @@ pub const WAN_ABOUT: &str = "A full `eraser run -j 32` over `wan_images` distinc
     last wave each need a slot carrying W images, whose first bodies share the uplink, one of \
     those slots starts (r−1)·S/U late; the last result's download adds L. So the ideal is \
     max(W·D + (r−1)·S/U + L, N·S/U + P + 2L), the second term being the uplink's own bound. \
-    Target: at most 1.1 × the ideal. The verdict says what the emulator saw: create-job \
-    requests in flight (at most, and their mean time), the upload rate they allow against the \
-    j ÷ D per second that `-j` needs (Little's law), and jobs processing at once.";
+    A client reaches it only by keeping the bodies apart on the uplink: bodies sent all at \
+    once share it and end together, and so do their jobs, which makes every wave pay j·S/U \
+    instead of the first one only. Target: at most 1.1 × the ideal. The verdict says what the \
+    emulator saw: create-job requests in flight (at most, and their mean time against S/U + L \
+    for one alone), the upload rate they allow against the j ÷ D per second that `-j` needs \
+    (Little's law), and jobs processing at once.";
 
 /// The knobs and the work of a `wan` run, and the ideal they allow.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -201,15 +204,19 @@ impl Seen {
     }
 }
 
-/// The verdict's note: the run's figures, led by what limits it when the target is missed.
+/// The verdict's note: the run's figures, led by what limits it when the target is missed:
+/// too few uploads in flight for the rate `-j` needs, else uploads slowed by sharing the
+/// uplink (each create-job much longer than one alone takes), else neither.
 pub fn limit_note(net: &Network, seen: &Seen, met: bool) -> String {
+    let alone = net.upload() + net.latency;
     let figures = format!(
-        "create-job requests in flight at most {} ({:.1} on average, {} each) → up to {:.1} \
-         uploads/s, where -j {} needs {:.1}/s ({} ÷ D); at most {} of {} jobs processing at \
-         once; {:.2} get-job/job; eraser: job limit {}, {} retries",
+        "create-job requests in flight at most {} ({:.1} on average, {} each, {} alone) → up \
+         to {:.1} uploads/s, where -j {} needs {:.1}/s ({} ÷ D); at most {} of {} jobs \
+         processing at once; {:.2} get-job/job; eraser: job limit {}, {} retries",
         seen.uploads_open,
         seen.upload_time.as_secs_f64() / seen.wall.as_secs_f64().max(1e-9),
         secs(seen.mean_upload()),
+        secs(alone),
         seen.upload_rate(),
         net.jobs,
         net.needed_upload_rate(),
@@ -224,8 +231,10 @@ pub fn limit_note(net: &Network, seen: &Seen, met: bool) -> String {
         figures
     } else if seen.upload_rate() < net.needed_upload_rate() {
         format!("limit: the uploads in flight: {figures}")
+    } else if seen.mean_upload().as_secs_f64() > 1.5 * alone.as_secs_f64() {
+        format!("limit: uploads slowed by sharing the uplink: {figures}")
     } else {
-        format!("limit: not the uploads in flight: {figures}")
+        format!("limit: not the uploads: {figures}")
     }
 }
 
@@ -366,21 +375,35 @@ mod tests {
         assert!(note.contains("2.00 get-job/job"), "{note}");
     }
 
-    #[test]
-    fn enough_uploads_in_flight_are_not_named_as_the_limit() {
-        let net = network(160);
-        let seen = Seen {
+    fn seen(uploads_open: u64, each: Duration) -> Seen {
+        Seen {
             wall: ms(14_000),
-            uploads_open: 32,
-            upload_time: ms(160 * 400),
+            uploads_open,
+            upload_time: each * 160,
             create_job_requests: 160,
             processing: 32,
             get_jobs: 800,
             jobs: 160,
             retries: 0,
             job_limit: 32,
-        };
-        assert!(limit_note(&net, &seen, false).starts_with("limit: not the uploads in flight"));
-        assert!(!limit_note(&net, &seen, true).starts_with("limit"));
+        }
+    }
+
+    #[test]
+    fn uploads_much_slower_than_one_alone_are_named_as_the_limit() {
+        let note = limit_note(&network(160), &seen(32, ms(550)), false);
+        assert!(
+            note.starts_with("limit: uploads slowed by sharing the uplink"),
+            "{note}"
+        );
+        assert!(note.contains("550.0 ms each, 162.5 ms alone"), "{note}");
+    }
+
+    #[test]
+    fn enough_uploads_in_flight_at_their_own_speed_are_not_named_as_the_limit() {
+        let net = network(160);
+        let quick = seen(16, ms(170));
+        assert!(limit_note(&net, &quick, false).starts_with("limit: not the uploads: "));
+        assert!(!limit_note(&net, &quick, true).starts_with("limit"));
     }
 }
