@@ -312,3 +312,49 @@ fn main() -> ExitCode {
     drop(temp);
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_baseline_label_without_a_baseline_is_a_usage_error() {
+        assert!(Args::try_parse_from(["bench", "--baseline-label", "dfc8f9f"]).is_err());
+        let args = Args::try_parse_from([
+            "bench",
+            "--baseline",
+            "/tmp/eraser-old",
+            "--baseline-label",
+            "dfc8f9f",
+            "--write",
+            "docs/performance.md",
+        ])
+        .expect("parses");
+        assert_eq!(args.baseline_label.as_deref(), Some("dfc8f9f"));
+        assert_eq!(args.write, Some(PathBuf::from("docs/performance.md")));
+    }
+
+    #[test]
+    fn every_row_has_its_own_name_and_says_how_it_is_measured() {
+        let mut names: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SPECS.len());
+        assert!(
+            SPECS.iter().all(|s| s.about.len() > 40),
+            "a row without its text"
+        );
+    }
+
+    #[test]
+    fn the_memory_row_runs_before_the_archives_it_completes_are_rescanned() {
+        let at = |name: &str| {
+            SPECS
+                .iter()
+                .position(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no row {name}"))
+        };
+        assert!(at("memory") < at("rescan-done-20k"));
+        assert!(at("memory") < at("rescan-done-200k"));
+    }
+}

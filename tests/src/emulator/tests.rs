@@ -672,6 +672,15 @@ fn jpeg_of_size(seed: u64, size: usize) -> Vec<u8> {
     bytes
 }
 
+/// Fails unless at least `least` has passed since `sent` (a lower bound only: never how soon).
+fn assert_not_before(sent: Instant, least: Duration, what: &str) {
+    let took = sent.elapsed();
+    assert!(
+        took >= least,
+        "{what} answered after {took:?}, before {least:?}"
+    );
+}
+
 /// Waits until `condition` holds for the counters, failing after 10 s.
 async fn until_counters(emu: &Emulator, condition: impl Fn(&Counters) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -697,20 +706,12 @@ async fn every_api_reply_comes_no_earlier_than_the_latency() {
         .json()
         .await
         .expect("json");
-    assert!(
-        sent.elapsed() >= latency,
-        "create-job after {:?}",
-        sent.elapsed()
-    );
+    assert_not_before(sent, latency, "create-job");
     let job_id = body["result"]["job_id"].as_str().expect("job id");
 
     let sent = Instant::now();
     assert_eq!(get_job_json(&emu, job_id).await["code"], 100000);
-    assert!(
-        sent.elapsed() >= latency,
-        "get-job after {:?}",
-        sent.elapsed()
-    );
+    assert_not_before(sent, latency, "get-job");
 }
 
 #[tokio::test]
@@ -729,11 +730,7 @@ async fn a_cdn_reply_comes_no_earlier_than_the_latency() {
     let sent = Instant::now();
     let response = client().get(output_url).send().await.expect("cdn");
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        sent.elapsed() >= latency,
-        "download after {:?}",
-        sent.elapsed()
-    );
+    assert_not_before(sent, latency, "the download");
 }
 
 #[tokio::test]
@@ -742,10 +739,10 @@ async fn an_upload_of_n_bytes_takes_at_least_n_over_the_uplink_rate() {
     let sent = Instant::now();
     let response = create_job(&emu, jpeg_of_size(42, 40_000)).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        sent.elapsed() >= Duration::from_millis(400),
-        "40,000 bytes at 100,000 B/s answered after {:?}",
-        sent.elapsed()
+    assert_not_before(
+        sent,
+        Duration::from_millis(400),
+        "40,000 bytes at 100,000 B/s",
     );
 }
 
@@ -759,10 +756,10 @@ async fn the_uplink_is_shared_by_every_connection() {
         create_job(&emu, jpeg_of_size(44, 20_000))
     );
     assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
-    assert!(
-        sent.elapsed() >= Duration::from_millis(400),
-        "2 × 20,000 bytes at 100,000 B/s answered after {:?}",
-        sent.elapsed()
+    assert_not_before(
+        sent,
+        Duration::from_millis(400),
+        "2 × 20,000 bytes at 100,000 B/s",
     );
 }
 

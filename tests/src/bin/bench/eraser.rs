@@ -167,3 +167,28 @@ impl RunSummary {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_baseline_that_is_not_there_is_refused_by_name() {
+        let error = Eraser::at(Path::new("/no/such/eraser"), Path::new("/tmp")).expect_err("gone");
+        assert!(error.contains("/no/such/eraser: no such file"), "{error}");
+    }
+
+    #[test]
+    fn a_baseline_that_fails_its_version_is_refused() {
+        let Some(fails) = ["/bin/false", "/usr/bin/false"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+        else {
+            eprintln!("no `false` program: not checked");
+            return;
+        };
+        let error = Eraser::at(fails, Path::new("/tmp")).expect_err("not eraser");
+        assert!(error.contains("`--version` failed"), "{error}");
+    }
+}
