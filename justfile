@@ -30,7 +30,8 @@ demo:
     cargo build --release --workspace
     cargo run --release -p eraser-tests --bin demo
 
-# The benchmark tables, the ledger's then issue 6's (args: --quick, --rows status,export).
+# The benchmark tables, the ledger's then eraser's, which also goes into docs/performance.md
+# (args: --quick, --rows wan,status, --baseline OTHER_ERASER --baseline-label COMMIT).
 bench *args:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -41,7 +42,7 @@ bench *args:
     fi
     cargo bench -p eraser-store --bench ledger
     cargo build --release --workspace
-    cargo run --release -p eraser-tests --bin bench -- {{args}}
+    cargo run --release -p eraser-tests --bin bench -- --write docs/performance.md {{args}}
 
 # Fuzz each target for a bounded time (stable toolchain via RUSTC_BOOTSTRAP). New inputs go to
 # fuzz/target/corpus/<target> (ignored); the committed seeds in fuzz/corpus/<target> are only read.

@@ -1,4 +1,4 @@
-//! `bench`: issue 6's benchmark table, measured on this machine.
+//! `bench`: eraser's benchmark table, measured on this machine.
 //!
 //! Runs the release `eraser` binary found next to this executable (build both with
 //! `cargo build --release --workspace`; `just bench` does) against the in-process emulator on
@@ -8,12 +8,18 @@
 //! could not be made at all.
 //!
 //! `--quick` divides every size by 10 (a smoke run; verdicts are then indicative only);
-//! `--rows a,b` runs only the named rows.
+//! `--rows a,b` runs only the named rows; `--write FILE` also writes the table, with how each
+//! row is measured, into FILE (`just bench` writes `docs/performance.md`); `--baseline ERASER`
+//! measures every row for a second binary too, in a "baseline" column.
 //!
 //! The modules live in `bench/` (a crate root resolves `mod` beside itself, hence the paths).
 
+#[path = "bench/context.rs"]
+mod context;
 #[path = "bench/data.rs"]
 mod data;
+#[path = "bench/done_rows.rs"]
+mod done_rows;
 #[path = "bench/eraser.rs"]
 mod eraser;
 #[path = "bench/ledger_rows.rs"]
@@ -22,6 +28,8 @@ mod ledger_rows;
 mod machine;
 #[path = "bench/measure.rs"]
 mod measure;
+#[path = "bench/report.rs"]
+mod report;
 #[path = "bench/scan_rows.rs"]
 mod scan_rows;
 #[path = "bench/serial.rs"]
@@ -30,6 +38,8 @@ mod serial;
 mod service_rows;
 #[path = "bench/table.rs"]
 mod table;
+#[path = "bench/wan.rs"]
+mod wan;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -37,79 +47,120 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use self::data::Tree;
+use self::context::Ctx;
 use self::eraser::Eraser;
 use self::machine::Machine;
+use self::report::{About, Heading};
 use self::table::{Row, Verdict};
 
 /// Errors of a measurement, reported in its row.
 pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Prints issue 6's benchmark table for the release eraser binary beside this one.
+/// Prints eraser's benchmark table for the release eraser binary beside this one.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
 struct Args {
-    /// Every size divided by 10: a smoke run of a minute or two.
+    /// Every size divided by 10: a smoke run of a few minutes.
     #[arg(long)]
     quick: bool,
     /// Only these rows (comma-separated): hash, first-scan, rescan, status, export, pipeline,
-    /// throughput, memory, one-at-a-time.
+    /// wan, throughput, memory, rescan-done-20k, rescan-done-200k, one-at-a-time.
     #[arg(long, value_delimiter = ',', value_name = "ROW,…")]
     rows: Vec<String>,
+    /// Also write FILE: how each row is measured, then this run's table with its machine, date
+    /// and commit (the file is rewritten; `just bench` writes docs/performance.md).
+    #[arg(long, value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// Another eraser binary (e.g. one built from an older commit), measured in every row
+    /// after the binary under test: the table gets a "baseline" column of its figures.
+    #[arg(long, value_name = "ERASER")]
+    baseline: Option<PathBuf>,
+    /// What the table and the file call the baseline, e.g. its commit [default: its path].
+    #[arg(long, value_name = "TEXT", requires = "baseline")]
+    baseline_label: Option<String>,
 }
 
-/// One row of the table: its name, its target, and how to measure it.
+/// One row of the table: its name, its target, what it measures, and how.
 struct Spec {
     name: &'static str,
     target: &'static str,
+    about: &'static str,
     measure: fn(&mut Ctx) -> BenchResult<Row>,
 }
 
-/// The rows, in the order of issue 6's table.
-const SPECS: [Spec; 9] = [
+/// The rows, in the order they run: the memory row's full runs leave the completed archives
+/// that the `rescan-done` rows rescan.
+const SPECS: [Spec; 12] = [
     Spec {
         name: "hash",
         target: scan_rows::HASH_TARGET,
+        about: scan_rows::HASH_ABOUT,
         measure: scan_rows::hash,
     },
     Spec {
         name: "first-scan",
         target: scan_rows::FIRST_SCAN_TARGET,
+        about: scan_rows::FIRST_SCAN_ABOUT,
         measure: scan_rows::first_scan,
     },
     Spec {
         name: "rescan",
         target: scan_rows::RESCAN_TARGET,
+        about: scan_rows::RESCAN_ABOUT,
         measure: scan_rows::rescan,
     },
     Spec {
         name: "status",
         target: ledger_rows::STATUS_TARGET,
+        about: ledger_rows::STATUS_ABOUT,
         measure: ledger_rows::status,
     },
     Spec {
         name: "export",
         target: ledger_rows::EXPORT_TARGET,
+        about: ledger_rows::EXPORT_ABOUT,
         measure: ledger_rows::export,
     },
     Spec {
         name: "pipeline",
         target: service_rows::PIPELINE_TARGET,
+        about: service_rows::PIPELINE_ABOUT,
         measure: service_rows::pipeline,
+    },
+    Spec {
+        name: "wan",
+        target: wan::WAN_TARGET,
+        about: wan::WAN_ABOUT,
+        measure: wan::wan,
     },
     Spec {
         name: "throughput",
         target: service_rows::THROUGHPUT_TARGET,
+        about: service_rows::THROUGHPUT_ABOUT,
         measure: service_rows::throughput,
     },
     Spec {
         name: "memory",
         target: service_rows::MEMORY_TARGET,
+        about: service_rows::MEMORY_ABOUT,
         measure: service_rows::memory,
+    },
+    Spec {
+        name: "rescan-done-20k",
+        target: done_rows::DONE_TARGET,
+        about: done_rows::DONE_20K_ABOUT,
+        measure: done_rows::rescan_done_small,
+    },
+    Spec {
+        name: "rescan-done-200k",
+        target: done_rows::DONE_TARGET,
+        about: done_rows::DONE_200K_ABOUT,
+        measure: done_rows::rescan_done_large,
     },
     Spec {
         name: "one-at-a-time",
         target: service_rows::SERIAL_TARGET,
+        about: service_rows::SERIAL_ABOUT,
         measure: service_rows::one_at_a_time,
     },
 ];
@@ -119,13 +170,17 @@ const SPECS: [Spec; 9] = [
 pub struct Sizes {
     /// 4 MiB files hashed (512 = 2 GiB).
     pub hash_files: usize,
-    /// Small files of the first scan, the rescan and the memory row's large run.
+    /// Small files of the first scan, the rescan, the memory row's large run and the large
+    /// completed archive.
     pub scan_files: usize,
     /// Images (and inputs) in the status and export ledger; export also uses a tenth of it.
     pub ledger_rows: u64,
     pub pipeline_images: usize,
+    /// Photo-sized images of the `wan` row.
+    pub wan_images: usize,
     pub throughput_images: usize,
-    /// The memory row's small run (its large run is `scan_files`).
+    /// The memory row's small run and the small completed archive (its large run is
+    /// `scan_files`).
     pub memory_small: usize,
     pub serial_images: usize,
 }
@@ -138,55 +193,11 @@ impl Sizes {
             scan_files: 200_000 / d,
             ledger_rows: 1_000_000 / d as u64,
             pipeline_images: 400 / d,
+            wan_images: 160 / d,
             throughput_images: 10_000 / d,
             memory_small: 20_000 / d,
             serial_images: 30 / d,
         }
-    }
-}
-
-/// What the rows share: the binary, the temp folder, the sizes, data built once.
-pub struct Ctx {
-    pub eraser: Eraser,
-    pub sizes: Sizes,
-    pub machine: Machine,
-    root: PathBuf,
-    next: std::cell::Cell<u32>,
-    /// The first scan's tree, also the memory row's large run.
-    pub scan_tree: Option<Tree>,
-    /// The ledger and OUT of the first scan, for the rescan.
-    pub scanned: Option<(PathBuf, PathBuf)>,
-    /// Best `find -printf` time over the scan tree.
-    pub find_time: Option<std::time::Duration>,
-    /// The ledger `sqlite3` filled for the first scan's floor (the rescan's floor reads it).
-    pub floor_ledger: Option<PathBuf>,
-    /// The ledgers of `ledger_rows` and a tenth of it.
-    pub big_ledgers: Option<(PathBuf, PathBuf)>,
-}
-
-impl Ctx {
-    /// A new, unused path in the temp folder, named after `what`.
-    pub fn fresh(&self, what: &str) -> PathBuf {
-        let n = self.next.get() + 1;
-        self.next.set(n);
-        self.root.join(format!("{n:02}-{what}"))
-    }
-
-    /// The scan tree of `sizes.scan_files` files, generated on first use.
-    pub fn scan_tree(&mut self) -> BenchResult<Tree> {
-        if let Some(tree) = &self.scan_tree {
-            return Ok(tree.clone());
-        }
-        let n = self.sizes.scan_files;
-        let root = self.fresh("scan-tree");
-        progress(&format!(
-            "writing {} small JPEGs",
-            table::thousands(n as u64)
-        ));
-        let tree = data::image_tree(&root, n, 1)?;
-        data::sync();
-        self.scan_tree = Some(tree.clone());
-        Ok(tree)
     }
 }
 
@@ -213,32 +224,43 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let eraser = match Eraser::locate(temp.path()) {
-        Ok(eraser) => eraser,
+    let binaries = Eraser::locate(temp.path()).and_then(|eraser| {
+        let baseline = args
+            .baseline
+            .as_deref()
+            .map(|path| Eraser::at(path, temp.path()))
+            .transpose()?;
+        Ok((eraser, baseline))
+    });
+    let (eraser, baseline) = match binaries {
+        Ok(binaries) => binaries,
         Err(why) => {
             eprintln!("bench: {why}");
             return ExitCode::from(2);
         }
     };
-    let machine = Machine::probe();
-    let mut ctx = Ctx {
-        eraser,
-        sizes: Sizes::new(args.quick),
-        machine,
-        root: temp.path().to_path_buf(),
-        next: std::cell::Cell::new(0),
-        scan_tree: None,
-        scanned: None,
-        find_time: None,
-        floor_ledger: None,
-        big_ledgers: None,
+    let heading = Heading {
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        commit: report::commit(args.write.as_deref()),
+        machine: Machine::probe().line(),
+        quick: args.quick,
+        rows: args.rows.clone(),
+        baseline: baseline.as_ref().map(|b| {
+            let label = args
+                .baseline_label
+                .clone()
+                .unwrap_or_else(|| b.path().display().to_string());
+            (label, b.path().to_path_buf())
+        }),
     };
-    let started = chrono::Utc::now();
     progress(&format!(
         "data in {}, eraser at {}",
         temp.path().display(),
-        ctx.eraser.path().display()
+        eraser.path().display()
     ));
+    let with_baseline = baseline.is_some();
+    let sizes = Sizes::new(args.quick);
+    let mut ctx = Ctx::new(eraser, baseline, sizes, Machine::probe(), temp.path());
 
     let mut rows = Vec::new();
     for spec in &SPECS {
@@ -249,31 +271,90 @@ fn main() -> ExitCode {
         let row = (spec.measure)(&mut ctx)
             .unwrap_or_else(|e| Row::empty(spec.name, spec.target, Verdict::Error(e.to_string())));
         // Each row as soon as it is measured: the whole table comes only at the end.
-        let line = table::render(std::slice::from_ref(&row));
+        let line = table::render(std::slice::from_ref(&row), with_baseline);
         progress(line.lines().nth(2).unwrap_or_default());
         rows.push(row);
     }
     let failed = rows.iter().any(|r| matches!(r.verdict, Verdict::Error(_)));
+    let table = table::render(&rows, with_baseline);
 
-    let report = format!(
-        "eraser benchmark, {}{}\nmachine: {}\n\n{}\n{}\n",
-        started.format("%Y-%m-%d %H:%M UTC"),
-        if args.quick {
-            " (--quick: every size ÷ 10, verdicts indicative only)"
-        } else {
-            ""
-        },
-        ctx.machine.line(),
-        table::render(&rows),
-        "Times are whole processes (start to exit) unless said otherwise; \"best of k\" and \
-         \"median of k\" are over k runs; files are in the page cache."
-    );
+    let printed = format!("{}\n{table}\n{}\n", heading.lines(), report::FOOTNOTE);
     // A closed stdout (`bench | head`) is not worth a panic.
-    let _ = std::io::stdout().lock().write_all(report.as_bytes());
-    drop(temp);
-    if failed {
+    let _ = std::io::stdout().lock().write_all(printed.as_bytes());
+    let mut code = if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    };
+    if let Some(file) = &args.write {
+        let about: Vec<About> = SPECS
+            .iter()
+            .map(|s| About {
+                name: s.name,
+                target: s.target,
+                text: s.about,
+            })
+            .collect();
+        let document = report::document(&about, &Sizes::new(false), &heading, &table);
+        let written = match file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
+            _ => Ok(()),
+        }
+        .and_then(|()| std::fs::write(file, document));
+        match written {
+            Ok(()) => progress(&format!("wrote {}", file.display())),
+            Err(e) => {
+                eprintln!("bench: cannot write {}: {e}", file.display());
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    drop(temp);
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_baseline_label_without_a_baseline_is_a_usage_error() {
+        assert!(Args::try_parse_from(["bench", "--baseline-label", "dfc8f9f"]).is_err());
+        let args = Args::try_parse_from([
+            "bench",
+            "--baseline",
+            "/tmp/eraser-old",
+            "--baseline-label",
+            "dfc8f9f",
+            "--write",
+            "docs/performance.md",
+        ])
+        .expect("parses");
+        assert_eq!(args.baseline_label.as_deref(), Some("dfc8f9f"));
+        assert_eq!(args.write, Some(PathBuf::from("docs/performance.md")));
+    }
+
+    #[test]
+    fn every_row_has_its_own_name_and_says_how_it_is_measured() {
+        let mut names: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SPECS.len());
+        assert!(
+            SPECS.iter().all(|s| s.about.len() > 40),
+            "a row without its text"
+        );
+    }
+
+    #[test]
+    fn the_memory_row_runs_before_the_archives_it_completes_are_rescanned() {
+        let at = |name: &str| {
+            SPECS
+                .iter()
+                .position(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no row {name}"))
+        };
+        assert!(at("memory") < at("rescan-done-20k"));
+        assert!(at("memory") < at("rescan-done-200k"));
     }
 }

@@ -5,6 +5,7 @@
 //! until Ctrl-C or SIGTERM (exit 0). Exit 1 when a port cannot be bound.
 
 use std::io::Write;
+use std::num::NonZeroU64;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -67,6 +68,14 @@ struct Args {
     /// One hostile behaviour.
     #[arg(long, value_enum)]
     hostile: Option<Hostile>,
+    /// Delay before every reply of the API and the CDN, e.g. 150ms or 1s (a network's round
+    /// trip).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// Bytes per second that all create-job bodies together pass at (one uplink shared by every
+    /// upload), e.g. 4MB (4,000,000), 512KiB or 250000 [default: unlimited].
+    #[arg(long, value_name = "BYTES_PER_SEC", value_parser = bytes_per_sec)]
+    uplink: Option<NonZeroU64>,
     /// Seed of every random decision, so a failure reproduces.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -90,6 +99,8 @@ impl Args {
             refuse_code: self.refuse_code,
             output_padding: self.output_padding,
             hostile: self.hostile,
+            latency: self.latency,
+            uplink_bytes_per_sec: self.uplink,
             seed: self.seed,
         }
     }
@@ -101,6 +112,33 @@ fn probability(text: &str) -> Result<f64, String> {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
         _ => Err(format!("`{text}` is not a probability from 0 to 1")),
     }
+}
+
+/// A rate in bytes per second: a whole number with an optional unit, KB/MB/GB (powers of 1000)
+/// or KiB/MiB/GiB (powers of 1024), and an optional `/s`.
+fn bytes_per_sec(text: &str) -> Result<NonZeroU64, String> {
+    let bad = |why: &str| format!("`{text}` is not a rate in bytes per second ({why})");
+    let trimmed = text.trim();
+    let amount = trimmed.strip_suffix("/s").unwrap_or(trimmed).trim_end();
+    let split = amount
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(amount.len());
+    let (digits, unit) = amount.split_at(split);
+    let scale: u64 = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(bad("units are B, KB, MB, GB, KiB, MiB, GiB")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| bad("expected a whole number, e.g. 4MB"))?;
+    let rate = n.checked_mul(scale).ok_or_else(|| bad("too large"))?;
+    NonZeroU64::new(rate).ok_or_else(|| bad("must be above zero"))
 }
 
 #[tokio::main]
@@ -191,6 +229,8 @@ mod tests {
             "--max-in-flight=8",
             "--refuse-code=300002",
             "--hostile=encoded-traversal-output-url",
+            "--latency=150ms",
+            "--uplink=4MB",
             "--seed=99",
         ])
         .expect("parses");
@@ -214,7 +254,51 @@ mod tests {
         assert_eq!(knobs.max_in_flight, Some(8));
         assert_eq!(knobs.refuse_code, Some(300_002));
         assert_eq!(knobs.hostile, Some(Hostile::EncodedTraversalOutputUrl));
+        assert_eq!(knobs.latency, Duration::from_millis(150));
+        assert_eq!(knobs.uplink_bytes_per_sec, NonZeroU64::new(4_000_000));
         assert_eq!(knobs.seed, 99);
+    }
+
+    #[test]
+    fn by_default_replies_are_not_delayed_and_the_uplink_is_unlimited() {
+        let knobs = Args::try_parse_from(["fake-magiceraser"])
+            .expect("parses")
+            .knobs();
+        assert_eq!(knobs.latency, Duration::ZERO);
+        assert_eq!(knobs.uplink_bytes_per_sec, None);
+    }
+
+    #[test]
+    fn uplink_rates_take_decimal_and_binary_units() {
+        let rate = |text| bytes_per_sec(text).map(NonZeroU64::get);
+        assert_eq!(rate("250000"), Ok(250_000));
+        assert_eq!(rate("4MB"), Ok(4_000_000));
+        assert_eq!(rate("4 MB/s"), Ok(4_000_000));
+        assert_eq!(rate("512KiB"), Ok(512 * 1024));
+        assert_eq!(rate("1gib"), Ok(1 << 30));
+    }
+
+    #[test]
+    fn a_zero_malformed_or_overflowing_uplink_is_refused_by_name() {
+        for text in [
+            "0",
+            "0MB",
+            "",
+            "fast",
+            "4XB",
+            "-1MB",
+            "1.5MB",
+            "99999999999GB",
+        ] {
+            let error = bytes_per_sec(text).expect_err(text);
+            assert!(error.contains(&format!("`{text}`")), "{error}");
+        }
+        assert!(Args::try_parse_from(["fake-magiceraser", "--uplink=0"]).is_err());
+    }
+
+    #[test]
+    fn a_latency_without_a_unit_is_refused() {
+        assert!(Args::try_parse_from(["fake-magiceraser", "--latency=150"]).is_err());
     }
 
     #[test]

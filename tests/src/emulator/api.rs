@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::connection::ConnHandle;
 use super::faults;
 use super::images::Format;
+use super::network;
 use super::state::{Job, Phase, Shared, header_pairs};
 use super::wire::{self, Message, codes};
 use super::{Hostile, RecordedUpload};
@@ -29,14 +31,72 @@ const FILE_FIELD: &str = "original_image_file";
 /// Largest create-job body accepted; larger ones get HTTP 413.
 const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 
-/// The API routes.
+/// The API routes: create-job's body through the shared uplink, every reply after the
+/// latency, and create-job requests counted from their head to their reply.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let throttled = middleware::from_fn_with_state(shared.clone(), network::throttle_body);
     Router::new()
-        .route(CREATE_JOB_PATH, post(create_job))
+        .route(CREATE_JOB_PATH, post(create_job).layer(throttled))
         .route(&format!("{GET_JOB_PREFIX}{{job_id}}"), get(get_job))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            network::delay_reply,
+        ))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            count_open_create_jobs,
+        ))
         .with_state(shared)
+}
+
+/// Middleware of the API: keeps [`Counters::max_create_jobs_open`] and
+/// [`Counters::create_job_time`] for create-job requests (a request the client abandons is
+/// counted until it is dropped).
+///
+/// [`Counters::max_create_jobs_open`]: super::Counters::max_create_jobs_open
+/// [`Counters::create_job_time`]: super::Counters::create_job_time
+async fn count_open_create_jobs(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::POST || request.uri().path() != CREATE_JOB_PATH {
+        return next.run(request).await;
+    }
+    let _open = OpenCreateJob::new(shared);
+    next.run(request).await
+}
+
+/// One create-job request open, from its head to its reply or its end.
+struct OpenCreateJob {
+    shared: Arc<Shared>,
+    since: Instant,
+}
+
+impl OpenCreateJob {
+    fn new(shared: Arc<Shared>) -> Self {
+        {
+            let mut state = shared.lock();
+            state.create_jobs_open += 1;
+            let open = state.create_jobs_open;
+            let max = &mut state.counters.max_create_jobs_open;
+            *max = (*max).max(open);
+        }
+        OpenCreateJob {
+            shared,
+            since: Instant::now(),
+        }
+    }
+}
+
+impl Drop for OpenCreateJob {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.create_jobs_open = state.create_jobs_open.saturating_sub(1);
+        state.counters.create_job_time += self.since.elapsed();
+    }
 }
 
 /// The multipart body as read to its end.

@@ -14,16 +14,21 @@ use bytes::Bytes;
 use super::Hostile;
 use super::faults::{self, CdnFault};
 use super::images;
+use super::network;
 use super::state::{Phase, Shared, header_pairs};
 
 const FOLDER: &str = "/datarm7/magiceraser/image/remove-watermark";
 
-/// The CDN routes.
+/// The CDN routes, every reply after the latency.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(&format!("{FOLDER}/{{date}}/output/{{file}}"), get(output))
         .route(&format!("{FOLDER}/{{date}}/input/{{file}}"), get(input))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            network::delay_reply,
+        ))
         .with_state(shared)
 }
 

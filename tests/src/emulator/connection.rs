@@ -104,8 +104,11 @@ impl Listener for ControlledListener {
         loop {
             match self.inner.accept().await {
                 Ok((stream, _peer)) => {
-                    // Small answers (and the one-byte drip) must leave at once.
-                    let _ = stream.set_nodelay(true);
+                    // A reply written as two segments (head, then body) must not wait for
+                    // the client's delayed ACK (~40 ms); nor may the one-byte drip.
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "emulator could not set TCP_NODELAY");
+                    }
                     let control = Arc::new(Control::default());
                     self.registry.register(&control);
                     let handle = ConnHandle {
@@ -142,6 +145,14 @@ impl Listener for ControlledListener {
 pub(crate) struct ControlledStream {
     inner: TcpStream,
     control: Arc<Control>,
+}
+
+impl ControlledStream {
+    /// Whether `TCP_NODELAY` is set on the socket.
+    #[cfg(test)]
+    pub(crate) fn nodelay(&self) -> io::Result<bool> {
+        self.inner.nodelay()
+    }
 }
 
 fn killed_error() -> io::Error {

@@ -8,8 +8,10 @@
 //!   JPEG carrying the input's sha256 (read it back with [`source_sha256`]), and the `input/` path.
 //!
 //! [`Knobs`] inject seeded faults (HTTP 500/429, dropped connections, garbage, failed jobs, CDN
-//! errors, truncation, an in-flight limit, systemic refusal) and one [`Hostile`] behaviour at a
-//! time; [`Counters`] and [`RecordedUpload`]s record everything the emulator saw.
+//! errors, truncation, an in-flight limit, systemic refusal), one [`Hostile`] behaviour at a
+//! time, and what a wide-area network adds (a delay before each reply, one uplink shared by all
+//! uploads); [`Counters`] and [`RecordedUpload`]s record everything the emulator saw. Every
+//! accepted socket has `TCP_NODELAY` set, so no reply waits for the client's delayed ACK.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -26,6 +28,7 @@ mod cdn;
 mod connection;
 mod faults;
 mod images;
+mod network;
 mod state;
 mod wire;
 
@@ -35,6 +38,7 @@ mod tests;
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,13 +93,21 @@ pub struct Knobs {
     pub output_padding: usize,
     /// One hostile behaviour, see [`Hostile`].
     pub hostile: Option<Hostile>,
+    /// Waited before every reply of both listeners, after the request was handled (a job is
+    /// created, and get-job reads the job's state, when the request arrives): a network's round
+    /// trip.
+    pub latency: Duration,
+    /// When set, the bodies of all create-job requests together reach the service no faster
+    /// than this many bytes per second: one uplink shared by every connection. A job is created
+    /// once its whole body has passed.
+    pub uplink_bytes_per_sec: Option<NonZeroU64>,
     /// Seed of the RNG behind every probability above.
     pub seed: u64,
 }
 
 impl Default for Knobs {
     /// No faults, instant processing, unpadded outputs, `Retry-After: 1`, failure code 300010,
-    /// seed 1.
+    /// no latency, an unlimited uplink, seed 1.
     fn default() -> Self {
         Knobs {
             processing_time: Duration::ZERO,
@@ -113,6 +125,8 @@ impl Default for Knobs {
             refuse_code: None,
             output_padding: 0,
             hostile: None,
+            latency: Duration::ZERO,
+            uplink_bytes_per_sec: None,
             seed: 1,
         }
     }
@@ -178,6 +192,12 @@ pub struct Counters {
     pub replies_lost: u64,
     /// Highest number of jobs in processing at once.
     pub max_in_flight_seen: u64,
+    /// Highest number of create-job requests open at once (from the request's head to its
+    /// reply, latency included): the uploads a client keeps in flight.
+    pub max_create_jobs_open: u64,
+    /// Total time create-job requests were open, summed over requests; divided by a run's
+    /// length it is the mean number of uploads in flight (Little's law).
+    pub create_job_time: Duration,
     /// Headers of every API request (lower-case names), in order.
     pub api_headers: Vec<Vec<(String, String)>>,
     /// Headers of every CDN request (lower-case names), in order.

@@ -8,6 +8,7 @@ use std::time::Instant;
 use axum::http::HeaderMap;
 use bytes::Bytes;
 
+use super::network::Uplink;
 use super::{Counters, Hostile, Knobs, RecordedUpload};
 
 /// Total bytes of uploaded originals kept to serve the CDN's `input/` path; beyond it inputs are
@@ -52,6 +53,8 @@ pub(crate) struct State {
     retained_input_bytes: u64,
     pub(crate) counters: Counters,
     pub(crate) uploads: Vec<RecordedUpload>,
+    /// create-job requests between their head's arrival and their reply.
+    pub(crate) create_jobs_open: u64,
 }
 
 impl State {
@@ -110,6 +113,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// True while result downloads are held (see [`super::Emulator::hold_downloads`]).
     pub(crate) downloads_held: tokio::sync::watch::Sender<bool>,
+    /// The uplink every create-job body shares.
+    pub(crate) uplink: Uplink,
 }
 
 impl Shared {
@@ -118,6 +123,7 @@ impl Shared {
         Shared {
             cdn_url,
             downloads_held: tokio::sync::watch::Sender::new(false),
+            uplink: Uplink::default(),
             state: Mutex::new(State {
                 knobs,
                 rng,
@@ -127,6 +133,7 @@ impl Shared {
                 retained_input_bytes: 0,
                 counters: Counters::default(),
                 uploads: Vec::new(),
+                create_jobs_open: 0,
             }),
         }
     }

@@ -1,6 +1,8 @@
 //! The emulator over real HTTP on 127.0.0.1: protocol shapes, refusals, faults, hostile modes.
 
-use std::time::Duration;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use reqwest::multipart::{Form, Part};
 use reqwest::{Client, Response, StatusCode};
@@ -8,6 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::connection::{ConnRegistry, ControlledListener};
 use super::*;
 
 const CREATE_JOB: &str = "/api/magiceraser/v3/ai-image-watermark-remove-auto/create-job";
@@ -651,4 +654,171 @@ async fn slow_drip_sends_the_first_byte_at_once() {
     assert!(response.content_length().expect("length") > 1);
     let first = response.chunk().await.expect("chunk").expect("a byte");
     assert_eq!(&first[..], b"{");
+}
+
+// What a wide-area network adds: latency, one shared uplink; and no stall behind delayed ACKs.
+
+fn uplink(bytes_per_sec: u64) -> Knobs {
+    Knobs {
+        uplink_bytes_per_sec: NonZeroU64::new(bytes_per_sec),
+        ..Knobs::default()
+    }
+}
+
+/// A JPEG (by its magic bytes, all the emulator checks) of exactly `size` bytes.
+fn jpeg_of_size(seed: u64, size: usize) -> Vec<u8> {
+    let mut bytes = sample_jpeg(seed);
+    bytes.resize(size.max(bytes.len()), 0);
+    bytes
+}
+
+/// Fails unless at least `least` has passed since `sent` (a lower bound only: never how soon).
+fn assert_not_before(sent: Instant, least: Duration, what: &str) {
+    let took = sent.elapsed();
+    assert!(
+        took >= least,
+        "{what} answered after {took:?}, before {least:?}"
+    );
+}
+
+/// Waits until `condition` holds for the counters, failing after 10 s.
+async fn until_counters(emu: &Emulator, condition: impl Fn(&Counters) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition(&emu.counters()) {
+        assert!(Instant::now() < deadline, "counters: {:?}", emu.counters());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_api_reply_comes_no_earlier_than_the_latency() {
+    let latency = Duration::from_millis(300);
+    let emu = Emulator::start(Knobs {
+        latency,
+        ..Knobs::default()
+    })
+    .await
+    .expect("started");
+
+    let sent = Instant::now();
+    let body: Value = create_job(&emu, sample_jpeg(40))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_not_before(sent, latency, "create-job");
+    let job_id = body["result"]["job_id"].as_str().expect("job id");
+
+    let sent = Instant::now();
+    assert_eq!(get_job_json(&emu, job_id).await["code"], 100000);
+    assert_not_before(sent, latency, "get-job");
+}
+
+#[tokio::test]
+async fn a_cdn_reply_comes_no_earlier_than_the_latency() {
+    let latency = Duration::from_millis(300);
+    let emu = Emulator::start(Knobs {
+        latency,
+        ..Knobs::default()
+    })
+    .await
+    .expect("started");
+    let job_id = new_job(&emu, sample_jpeg(41)).await;
+    let done = get_job_json(&emu, &job_id).await;
+    let output_url = done["result"]["output_url"][0].as_str().expect("url");
+
+    let sent = Instant::now();
+    let response = client().get(output_url).send().await.expect("cdn");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_not_before(sent, latency, "the download");
+}
+
+#[tokio::test]
+async fn an_upload_of_n_bytes_takes_at_least_n_over_the_uplink_rate() {
+    let emu = Emulator::start(uplink(100_000)).await.expect("started");
+    let sent = Instant::now();
+    let response = create_job(&emu, jpeg_of_size(42, 40_000)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_not_before(
+        sent,
+        Duration::from_millis(400),
+        "40,000 bytes at 100,000 B/s",
+    );
+}
+
+#[tokio::test]
+async fn the_uplink_is_shared_by_every_connection() {
+    let emu = Emulator::start(uplink(100_000)).await.expect("started");
+    let sent = Instant::now();
+    // Each call builds its own client, hence its own connection.
+    let (a, b) = tokio::join!(
+        create_job(&emu, jpeg_of_size(43, 20_000)),
+        create_job(&emu, jpeg_of_size(44, 20_000))
+    );
+    assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
+    assert_not_before(
+        sent,
+        Duration::from_millis(400),
+        "2 × 20,000 bytes at 100,000 B/s",
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_upload_arrives_whole() {
+    let emu = Emulator::start(uplink(2_000_000)).await.expect("started");
+    let bytes = jpeg_of_size(45, 100_000);
+    new_job(&emu, bytes.clone()).await;
+    let uploads = emu.uploads();
+    assert_eq!(uploads[0].size, 100_000);
+    assert_eq!(uploads[0].sha256, sha_hex(&bytes));
+}
+
+#[tokio::test]
+async fn create_job_requests_are_counted_open_from_head_to_reply() {
+    let emu = Emulator::start(Knobs::default()).await.expect("started");
+    // One create-job left half-sent on a raw connection...
+    let addr = emu.api_url().trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {CREATE_JOB} HTTP/1.1\r\nHost: x\r\nProduct-Serial: s\r\nProduct-Code: 067003\r\n\
+         Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 100000\r\n\r\n--XyZ\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    until_counters(&emu, |c| c.create_job_requests == 1).await;
+
+    // ...while another one is sent whole.
+    assert_eq!(
+        create_job(&emu, sample_jpeg(46)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(emu.counters().max_create_jobs_open, 2);
+}
+
+#[tokio::test]
+async fn the_time_create_jobs_were_open_includes_the_latency() {
+    let latency = Duration::from_millis(200);
+    let emu = Emulator::start(Knobs {
+        latency,
+        ..Knobs::default()
+    })
+    .await
+    .expect("started");
+    new_job(&emu, sample_jpeg(47)).await;
+    new_job(&emu, sample_jpeg(48)).await;
+    let counters = emu.counters();
+    assert!(counters.create_job_time >= 2 * latency, "{counters:?}");
+    assert_eq!(counters.max_create_jobs_open, 1);
+}
+
+#[tokio::test]
+async fn every_accepted_socket_has_tcp_nodelay_set() {
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bound");
+    let addr = listener.local_addr().expect("address");
+    // The listener type both of the emulator's origins accept through.
+    let mut controlled = ControlledListener::new(listener, Arc::new(ConnRegistry::default()));
+    let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (accepted, _) = axum::serve::Listener::accept(&mut controlled).await;
+    assert!(accepted.nodelay().expect("socket option read"));
 }

@@ -52,6 +52,72 @@ pub fn image_tree(root: &Path, n: usize, salt: u64) -> BenchResult<Tree> {
     })
 }
 
+/// Writes `n` distinct photo-sized JPEGs of exactly `size` bytes each into `root/NNNN.jpg`:
+/// see [`photo_jpeg`].
+pub fn photo_tree(root: &Path, n: usize, size: usize, salt: u64) -> BenchResult<Tree> {
+    std::fs::create_dir_all(root)?;
+    let mut paths = Vec::with_capacity(n);
+    for i in 0..n {
+        let path = root.join(format!("photo{i:04}.jpg"));
+        std::fs::write(
+            &path,
+            photo_jpeg(salt.wrapping_mul(1_000_003) ^ i as u64, size)?,
+        )?;
+        paths.push(path);
+    }
+    Ok(Tree {
+        root: root.to_path_buf(),
+        files: n,
+        bytes: (n * size) as u64,
+        paths,
+    })
+}
+
+/// Side of a [`photo_jpeg`]'s picture, in pixels: its noise encodes to about 44 KB.
+const PHOTO_SIDE: u32 = 176;
+
+/// A decodable JPEG of exactly `size` bytes, distinct for every `seed`: a picture of seeded
+/// noise over a gradient (so most bytes are entropy-coded image data, as in a photo), padded
+/// with a comment segment to the size. An error when `size` cannot hold the picture.
+pub fn photo_jpeg(seed: u64, size: usize) -> BenchResult<Vec<u8>> {
+    use image::ImageEncoder as _;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut rgb = Vec::with_capacity((PHOTO_SIDE * PHOTO_SIDE * 3) as usize);
+    for y in 0..PHOTO_SIDE {
+        for x in 0..PHOTO_SIDE {
+            let base = [
+                x * 255 / PHOTO_SIDE,
+                y * 255 / PHOTO_SIDE,
+                (x + y) * 127 / PHOTO_SIDE,
+            ];
+            for b in base {
+                let noise = rng.u8(..) / 2;
+                rgb.push((b as u8 / 2).wrapping_add(noise));
+            }
+        }
+    }
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90).write_image(
+        &rgb,
+        PHOTO_SIDE,
+        PHOTO_SIDE,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    let tag = format!("bench photo {seed} ");
+    // A COM segment adds 4 bytes of marker and length to its text.
+    let room = size
+        .checked_sub(jpeg.len() + 4)
+        .filter(|room| *room >= tag.len() && *room <= usize::from(u16::MAX) - 2)
+        .ok_or_else(|| {
+            format!(
+                "a {size}-byte JPEG cannot hold a picture of {} bytes and its tag",
+                jpeg.len()
+            )
+        })?;
+    let padded = format!("{tag}{}", "-".repeat(room - tag.len()));
+    Ok(tagged_jpeg(&jpeg, &padded))
+}
+
 /// `jpeg` with a COM segment holding `tag` right after its SOI marker: still a valid JPEG.
 pub fn tagged_jpeg(jpeg: &[u8], tag: &str) -> Vec<u8> {
     let payload = tag.as_bytes();
@@ -373,6 +439,25 @@ mod tests {
         let first = std::fs::read(&tree.paths[0]).expect("read");
         let last = std::fs::read(&tree.paths[1000]).expect("read");
         assert_ne!(first, last);
+    }
+
+    #[test]
+    fn a_photo_jpeg_has_the_size_asked_for_decodes_and_differs_by_seed() {
+        let a = photo_jpeg(1, 50_000).expect("encoded");
+        let b = photo_jpeg(2, 50_000).expect("encoded");
+        assert_eq!((a.len(), b.len()), (50_000, 50_000));
+        assert_ne!(a, b);
+        let decoded = image::load_from_memory(&a).expect("decodes");
+        assert_eq!(decoded.width(), PHOTO_SIDE);
+        // Most of the bytes are the picture: the comment segment right after SOI is the rest.
+        let comment = usize::from(u16::from_be_bytes([a[4], a[5]])) + 2;
+        assert!(comment < a.len() / 4, "comment segment of {comment} bytes");
+    }
+
+    #[test]
+    fn a_photo_jpeg_too_small_for_its_picture_is_an_error() {
+        let error = photo_jpeg(1, 2_000).expect_err("too small");
+        assert!(error.to_string().contains("2000-byte JPEG"), "{error}");
     }
 
     #[test]

@@ -36,6 +36,32 @@ impl Eraser {
         })
     }
 
+    /// The eraser binary at `exe` (a `--baseline`), which must be a file that answers
+    /// `--version`; `home` as for [`Eraser::locate`].
+    pub fn at(exe: &Path, home: &Path) -> Result<Eraser, String> {
+        let exe =
+            std::path::absolute(exe).map_err(|e| format!("baseline {}: {e}", exe.display()))?;
+        if !exe.is_file() {
+            return Err(format!("baseline {}: no such file", exe.display()));
+        }
+        let answers = Command::new(&exe)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("baseline {}: cannot run it: {e}", exe.display()))?;
+        if !answers.status.success() {
+            return Err(format!(
+                "baseline {}: `--version` failed ({}); is it an eraser binary?",
+                exe.display(),
+                answers.status
+            ));
+        }
+        Ok(Eraser {
+            exe,
+            home: home.to_path_buf(),
+        })
+    }
+
     /// Where the binary is.
     pub fn path(&self) -> &Path {
         &self.exe
@@ -104,6 +130,10 @@ pub struct RunSummary {
     pub hashed: u64,
     /// Jobs created.
     pub uploads: u64,
+    /// Results downloaded.
+    pub downloads: u64,
+    /// Requests eraser sent again after a failure.
+    pub retries: u64,
     /// Inputs with their output in place.
     pub outputs_done: u64,
     /// Inputs without an output.
@@ -128,10 +158,37 @@ impl RunSummary {
             inputs: n("inputs"),
             hashed: n("hashed"),
             uploads: n("uploads"),
+            downloads: n("downloads"),
+            retries: n("retries"),
             outputs_done: n("outputs_done"),
             outputs_failed: n("outputs_failed"),
             get_job_calls: n("get_job_calls"),
             concurrency_limit: n("concurrency_limit"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_baseline_that_is_not_there_is_refused_by_name() {
+        let error = Eraser::at(Path::new("/no/such/eraser"), Path::new("/tmp")).expect_err("gone");
+        assert!(error.contains("/no/such/eraser: no such file"), "{error}");
+    }
+
+    #[test]
+    fn a_baseline_that_fails_its_version_is_refused() {
+        let Some(fails) = ["/bin/false", "/usr/bin/false"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+        else {
+            eprintln!("no `false` program: not checked");
+            return;
+        };
+        let error = Eraser::at(fails, Path::new("/tmp")).expect_err("not eraser");
+        assert!(error.contains("`--version` failed"), "{error}");
     }
 }

@@ -1,5 +1,5 @@
-//! The one table the bench prints: a Markdown table, aligned for the terminal and pasteable
-//! into the README as it is.
+//! The one table the bench prints: a Markdown table, aligned for the terminal and written as it
+//! is into `docs/performance.md`.
 
 use std::fmt::Write as _;
 
@@ -54,6 +54,8 @@ pub struct Row {
     pub measured: String,
     pub reference: String,
     pub ratio: String,
+    /// The baseline binary's figure and ratio, with `--baseline`.
+    pub baseline: Option<String>,
     pub target: &'static str,
     pub verdict: Verdict,
 }
@@ -66,44 +68,47 @@ impl Row {
             measured: "—".into(),
             reference: "—".into(),
             ratio: "—".into(),
+            baseline: None,
             target,
             verdict,
         }
     }
 }
 
-/// Renders the rows as an aligned Markdown table.
-pub fn render(rows: &[Row]) -> String {
-    let header = [
-        "row",
-        "measured",
-        "reference (same run)",
-        "ratio",
-        "target",
-        "verdict",
-    ];
-    let cells: Vec<[String; 6]> = rows
+/// Renders the rows as an aligned Markdown table; with `baseline`, a "baseline" column after
+/// the ratio ("—" in rows without a baseline figure).
+pub fn render(rows: &[Row], baseline: bool) -> String {
+    let mut header = vec!["row", "measured", "reference (same run)", "ratio"];
+    if baseline {
+        header.push("baseline (same run)");
+    }
+    header.extend(["target", "verdict"]);
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
+            let mut cells = vec![
                 r.name.to_owned(),
                 r.measured.clone(),
                 r.reference.clone(),
                 r.ratio.clone(),
-                r.target.to_owned(),
-                r.verdict.text(),
-            ]
+            ];
+            if baseline {
+                cells.push(r.baseline.clone().unwrap_or_else(|| "—".into()));
+            }
+            cells.extend([r.target.to_owned(), r.verdict.text()]);
+            cells
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
+    let header: Vec<String> = header.into_iter().map(str::to_owned).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &cells {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    line(&mut out, &header.map(str::to_owned), &widths);
-    let rule = widths.map(|w| "-".repeat(w));
+    line(&mut out, &header, &widths);
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
     line(&mut out, &rule, &widths);
     for row in &cells {
         line(&mut out, row, &widths);
@@ -111,7 +116,7 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-fn line(out: &mut String, cells: &[String; 6], widths: &[usize; 6]) {
+fn line(out: &mut String, cells: &[String], widths: &[usize]) {
     out.push('|');
     for (cell, &w) in cells.iter().zip(widths) {
         let pad = w.saturating_sub(cell.chars().count());
@@ -166,9 +171,33 @@ mod tests {
             Row::empty("hash", "≥ 0.9", Verdict::Met(String::new())),
             Row::empty("status", "≤ 30 ms", Verdict::Missed("a long note".into())),
         ];
-        let text = render(&rows);
-        let widths: Vec<usize> = text.lines().map(|l| l.chars().count()).collect();
-        assert_eq!(widths.len(), 4);
-        assert!(widths.iter().all(|&w| w == widths[0]), "{text}");
+        for baseline in [false, true] {
+            let text = render(&rows, baseline);
+            let widths: Vec<usize> = text.lines().map(|l| l.chars().count()).collect();
+            assert_eq!(widths.len(), 4);
+            assert!(widths.iter().all(|&w| w == widths[0]), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_baseline_column_comes_after_the_ratio_only_when_asked_for() {
+        let mut row = Row::empty("wan", "≤ 1.1 × ideal", Verdict::Met(String::new()));
+        row.ratio = "1.05 × ideal".into();
+        row.baseline = Some("15.8 s · 1.39 × ideal".into());
+        let with = render(std::slice::from_ref(&row), true);
+        let header: Vec<&str> = with
+            .lines()
+            .next()
+            .expect("header")
+            .split('|')
+            .map(str::trim)
+            .collect();
+        assert_eq!(header[4..6], ["ratio", "baseline (same run)"]);
+        assert!(with.contains("| 15.8 s · 1.39 × ideal |"), "{with}");
+        let without = render(&[row], false);
+        assert!(
+            !without.contains("baseline") && !without.contains("15.8 s"),
+            "{without}"
+        );
     }
 }
