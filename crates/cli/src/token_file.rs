@@ -5,8 +5,8 @@
 //! leaves either the old file or the new one, and the token never sits in a file others can read.
 
 use std::fs;
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::io;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 /// Why the token could not be saved. Messages name the file, never the token.
@@ -70,29 +70,8 @@ pub fn save_token(path: &Path, token: &str) -> Result<(), SaveTokenError> {
         .mode(0o700)
         .create(&dir)
         .map_err(write_err)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "config.toml".into());
-    let temp = dir.join(format!(".{name}.eraser-tmp-{}", std::process::id()));
-    let written = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        // A temp file left by a crash may have another mode; this one is ours.
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        file.write_all(doc.to_string().as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        fs::File::open(&dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written.map_err(write_err)
+    // The staged file is created readable by its owner only (0600), and replaces the old one.
+    eraser_api::atomic::write(path, doc.to_string().as_bytes()).map_err(write_err)
 }
 
 #[cfg(test)]

@@ -116,6 +116,18 @@ pub(super) async fn verify(
             counts_line(&consistency.recount)
         ));
     }
+    if consistency.credits_table != consistency.credits_recount {
+        let (kept, recount) = (&consistency.credits_table, &consistency.credits_recount);
+        file_problems.push(format!(
+            "the credits kept (p {} s {} need {}) differ from a recount (p {} s {} need {})",
+            kept.p_credits,
+            kept.s_credits,
+            kept.need_credits,
+            recount.p_credits,
+            recount.s_credits,
+            recount.need_credits
+        ));
+    }
     if consistency.input_counts_table != consistency.input_recount {
         file_problems.push(format!(
             "the input tallies ({}) differ from a recount ({})",
@@ -301,15 +313,14 @@ async fn restore(from: &Path, to: &Path) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let dir = to.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut tmp = to.clone().into_os_string();
-        tmp.push(".eraser-repair.tmp");
-        let tmp = PathBuf::from(tmp);
-        let copied = std::fs::copy(&from, &tmp)
-            .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &to));
-        if copied.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let copied = (|| {
+            let mut staged = eraser_api::atomic::AtomicFile::create(&to)?;
+            let mut source = std::fs::File::open(&from)?;
+            if let Some(file) = staged.file() {
+                std::io::copy(&mut source, file)?;
+            }
+            staged.commit()
+        })();
         copied.with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))
     })
     .await
@@ -384,12 +395,12 @@ mod tests {
         std::fs::write(&from, b"intact").expect("write");
         restore(&from, &to).await.expect("restore");
         assert_eq!(std::fs::read(&to).expect("read"), b"intact");
-        let leftovers: Vec<_> = std::fs::read_dir(to.parent().expect("parent"))
+        let left: Vec<_> = std::fs::read_dir(to.parent().expect("parent"))
             .expect("list")
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .map(|e| e.file_name())
             .collect();
-        assert!(leftovers.is_empty());
+        assert_eq!(left, ["result.jpg"], "nothing but the result is left");
     }
 
     #[tokio::test]
