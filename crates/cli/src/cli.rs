@@ -48,9 +48,11 @@ pub struct GlobalArgs {
     /// When to colour the output on stderr.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, value_name = "WHEN")]
     pub color: ColorChoice,
-    /// The ledger file [default: one per user in the data directory] [env: ERASER_LEDGER].
-    #[arg(long, global = true, value_name = "FILE", value_parser = flag(&settings::LEDGER))]
-    pub ledger: Option<PathBuf>,
+    /// The ledger: a file, or a PostgreSQL database several machines share
+    /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`) [default: one file per user in the data
+    /// directory] [env: ERASER_LEDGER].
+    #[arg(long, global = true, value_name = "FILE|URL", value_parser = flag(&settings::LEDGER))]
+    pub ledger: Option<eraser_store::Location>,
     /// The config file [env: ERASER_CONFIG] [default: eraser/config.toml in the config directory].
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -22,7 +22,6 @@
 //! Store errors of kind `Bug` and every other unexpected error are exit 1.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::ConfigError;
@@ -53,7 +52,8 @@ pub struct UsageError(pub String);
 #[derive(Debug, thiserror::Error)]
 #[error("{cause}")]
 pub struct LedgerUnavailable {
-    pub path: PathBuf,
+    /// The ledger as shown to people (a password masked).
+    pub ledger: String,
     pub cause: Box<dyn std::error::Error + Send + Sync>,
 }
 
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn ledger_that_cannot_be_opened_is_2() {
         let err = anyhow::Error::new(LedgerUnavailable {
-            path: "/x/ledger.db".into(),
+            ledger: "/x/ledger.db".into(),
             cause: Box::new(eraser_store::Error::UnknownRun { run: 1 }),
         });
         assert_eq!(format!("{err:#}"), "run 1 is not in the ledger");

@@ -27,15 +27,19 @@
 //! claim was taken over cannot overwrite the new owner's record. Runs register host, pid and
 //! heartbeat so `recover` only takes back claims of dead runs.
 //!
-//! The schema and its rules: `docs/ledger.md`; the migrations: `migrations/sqlite/`.
+//! The schema and its rules: `docs/ledger.md`; the migrations: `migrations/sqlite/` and
+//! `migrations/postgres/`.
 
 mod error;
 mod ledger;
 mod liveness;
 mod location;
 mod model;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod rows;
 mod scan;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use error::{Error, ErrorKind};
@@ -52,6 +56,7 @@ pub const RUN_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The embedded ledger's migrations (for tests that build a ledger by hand).
+#[cfg(feature = "sqlite")]
 pub fn sqlite_migrator() -> &'static sqlx::migrate::Migrator {
     &sqlite::MIGRATOR
 }

@@ -1,28 +1,32 @@
 //! Whether a run is alive: its heartbeat, and on this host its process. Both backends judge
 //! liveness here; the heartbeat's clock is the backend's (the database's own on PostgreSQL).
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
-
 /// This machine's name, as recorded on runs.
 pub(crate) fn this_host() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
-/// What the registry knows of a run, to judge whether it is alive.
+/// What the registry knows of a run, to judge whether it is alive (the SQLite backend's
+/// judgement; the PostgreSQL one judges the heartbeat in SQL, in the database's clock).
+#[cfg(feature = "sqlite")]
 #[derive(Debug)]
 pub(crate) struct RunLiveness {
     pub host: String,
     pub pid: i64,
-    pub heartbeat_at: DateTime<Utc>,
+    pub heartbeat_at: chrono::DateTime<chrono::Utc>,
     pub finished: bool,
 }
 
+#[cfg(feature = "sqlite")]
 impl RunLiveness {
     /// Dead when finished, when its heartbeat is older than `stale_after` (this also covers a
     /// reused pid and runs on other hosts), or when it ran on this host and its process is gone.
-    pub fn is_dead(&self, host: &str, now: DateTime<Utc>, stale_after: Duration) -> bool {
+    pub fn is_dead(
+        &self,
+        host: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        stale_after: std::time::Duration,
+    ) -> bool {
         if self.finished {
             return true;
         }
@@ -35,7 +39,7 @@ impl RunLiveness {
 }
 
 /// Whether a process with this pid exists on this host (a zombie counts as gone).
-fn process_exists(pid: i64) -> bool {
+pub(crate) fn process_exists(pid: i64) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };
@@ -62,6 +66,10 @@ fn is_zombie(pid: libc::pid_t) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use chrono::{DateTime, Utc};
+
     use super::*;
 
     fn run(host: &str, pid: i64, age: Duration, finished: bool) -> (RunLiveness, DateTime<Utc>) {

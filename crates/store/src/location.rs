@@ -79,6 +79,21 @@ impl PostgresUrl {
             // Only fails for URLs that cannot have a password, and this one has one.
             let _ = masked.set_password(Some("****"));
         }
+        // libpq also takes the password as a parameter.
+        if url.query_pairs().any(|(k, _)| k == "password") {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "password" {
+                        "****".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            masked.query_pairs_mut().clear().extend_pairs(pairs);
+        }
         Ok(Self {
             raw: text.to_owned(),
             masked: masked.to_string(),
@@ -147,6 +162,17 @@ mod tests {
             unreachable!()
         };
         assert!(url.expose().contains("s3cret"));
+    }
+
+    #[test]
+    fn a_password_given_as_a_parameter_is_masked_too() {
+        let loc = Location::parse(OsStr::new(
+            "postgres://db/archive?sslmode=require&password=s3cret",
+        ))
+        .unwrap();
+        let shown = loc.to_string();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("sslmode=require"), "{shown}");
     }
 
     #[test]

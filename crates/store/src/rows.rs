@@ -9,7 +9,8 @@ use std::os::unix::ffi::OsStringExt as _;
 use std::path::PathBuf;
 
 use crate::{
-    Error, ImageRow, ImageStatus, InputRow, InputState, RejectedRow, Result, RunId, Sha256,
+    Counted, CreditsUsed, Error, ImageRow, ImageStatus, InputCounts, InputRow, InputState,
+    RejectedRow, Result, RunId, Sha256, StatusCounts,
 };
 
 /// An `images` row (every column but the raw response).
@@ -179,6 +180,46 @@ impl Decoder<'_> {
             run: r.run,
             seen_at: r.seen_at,
         })
+    }
+}
+
+/// Counters by name, as a backend read them (shards summed).
+pub(crate) struct Counters(pub Vec<(String, i64)>);
+
+impl Counters {
+    fn get(&self, name: &str) -> i64 {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// Every kept count (the version of the inputs, not a count, is not among them).
+    pub(crate) fn counted(&self) -> Counted {
+        let [new, uploading, processing, done, failed] =
+            ImageStatus::ALL.map(|s| to_u64(self.get(&format!("images_{s}"))));
+        Counted {
+            images: StatusCounts {
+                total: new + uploading + processing + done + failed,
+                new,
+                uploading,
+                processing,
+                done,
+                failed,
+            },
+            inputs: InputCounts {
+                total: to_u64(self.get("inputs")),
+                done: to_u64(self.get("inputs_done")),
+                failed: to_u64(self.get("inputs_failed")),
+                skipped: to_u64(self.get("rejected_skipped")),
+                rejected: to_u64(self.get("rejected_error")),
+            },
+            credits: CreditsUsed {
+                p_credits: self.get("p_credits"),
+                s_credits: self.get("s_credits"),
+                need_credits: self.get("need_credits"),
+            },
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use eraser_api::Client;
-use eraser_store::Ledger;
+use eraser_store::{Ledger, Location};
 
 use super::{flags, print_warnings, say, stdout};
 use crate::cli::{GlobalArgs, RunArgs};
@@ -90,20 +90,24 @@ fn check_out(out: &Path) -> Result<(), UsageError> {
     }
 }
 
-/// Opens the ledger, creating it (and its folder) when missing.
-async fn open_or_create(path: &Path) -> Result<Ledger, LedgerUnavailable> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| LedgerUnavailable {
-            path: path.to_path_buf(),
-            cause: format!("cannot create the ledger's folder {}: {e}", dir.display()).into(),
+/// Opens the ledger, creating it (a file and its folder) when missing.
+async fn open_or_create(location: &Location) -> Result<Ledger, LedgerUnavailable> {
+    let unavailable = |cause: Box<dyn std::error::Error + Send + Sync>| LedgerUnavailable {
+        ledger: location.to_string(),
+        cause,
+    };
+    if let Some(dir) = location
+        .as_file()
+        .and_then(Path::parent)
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            unavailable(format!("cannot create the ledger's folder {}: {e}", dir.display()).into())
         })?;
     }
-    Ledger::open(&eraser_store::Location::file(path))
+    Ledger::open(location)
         .await
-        .map_err(|e| LedgerUnavailable {
-            path: path.to_path_buf(),
-            cause: Box::new(e),
-        })
+        .map_err(|e| unavailable(Box::new(e)))
 }
 
 /// The API client for this configuration, reporting its retries to the pipeline's `hooks`;
@@ -185,22 +189,35 @@ fn summary_json(outcome: &Outcome) -> anyhow::Result<String> {
 /// (headers may carry credentials), arguments with spaces or quotes single-quoted.
 fn recorded_command_line(args: impl IntoIterator<Item = OsString>) -> String {
     let mut words = Vec::new();
-    let mut header_value_next = false;
+    let mut next: Option<fn(&str) -> String> = None;
     for arg in args {
         let arg = arg.to_string_lossy().into_owned();
-        let word = if std::mem::take(&mut header_value_next) {
-            redact_header(&arg)
+        let word = if let Some(redact) = next.take() {
+            redact(&arg)
         } else if arg == "--header" {
-            header_value_next = true;
+            next = Some(redact_header);
+            arg
+        } else if arg == "--ledger" {
+            next = Some(redact_ledger);
             arg
         } else if let Some(value) = arg.strip_prefix("--header=") {
             format!("--header={}", redact_header(value))
+        } else if let Some(value) = arg.strip_prefix("--ledger=") {
+            format!("--ledger={}", redact_ledger(value))
         } else {
             arg
         };
         words.push(shell_quote(&word));
     }
     words.join(" ")
+}
+
+/// A ledger URL with its password masked (a file path as it is).
+fn redact_ledger(value: &str) -> String {
+    match Location::parse(value.as_ref()) {
+        Ok(location) => location.to_string(),
+        Err(_) => "<redacted>".into(),
+    }
 }
 
 fn redact_header(header: &str) -> String {
@@ -280,6 +297,20 @@ mod tests {
             line,
             "eraser run --header 'Authorization: <redacted>' '--header=X-Key: <redacted>' in"
         );
+    }
+
+    #[test]
+    fn a_ledger_password_is_not_recorded() {
+        let line = recorded_command_line(os(&[
+            "eraser",
+            "--ledger",
+            "postgres://u:s3cret@db/archive",
+            "run",
+            "--ledger=postgresql://u:s3cret@db/archive",
+            "in",
+        ]));
+        assert!(!line.contains("s3cret"), "{line}");
+        assert!(line.contains("postgres://u:****@db/archive"), "{line}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use eraser_api::Token;
+use eraser_store::Location;
 
 pub use self::environment::Environment;
 pub use self::file::{ConfigFile, config_path};
@@ -135,7 +136,7 @@ pub struct Flags {
     /// `--config`: which file is the config file.
     pub config: Option<PathBuf>,
     /// `--ledger`, global to every command.
-    pub ledger: Option<PathBuf>,
+    pub ledger: Option<Location>,
     /// The settings of `eraser run` (and `eraser config show`).
     pub settings: SettingFlags,
 }
@@ -145,7 +146,7 @@ pub struct Flags {
 pub struct Config {
     pub file: ConfigFile,
     pub api_base: Sourced<String>,
-    pub ledger: Sourced<PathBuf>,
+    pub ledger: Sourced<Location>,
     pub token: Option<Sourced<Token>>,
     /// `None`: the ledger's own serial (generated once per ledger) is used.
     pub product_serial: Option<Sourced<String>>,
@@ -191,14 +192,14 @@ impl Config {
         )?;
         let ledger = match layers.pick(&LEDGER, flags.ledger.clone())? {
             Some(Sourced {
-                value,
+                value: Location::File(path),
                 source: Source::File,
             }) => Sourced::new(
-                file.relative_path(&value, env.home_dir.as_deref()),
+                Location::File(file.relative_path(&path, env.home_dir.as_deref())),
                 Source::File,
             ),
             Some(given) => given,
-            None => Sourced::new(env.default_ledger()?, Source::Default),
+            None => Sourced::new(Location::File(env.default_ledger()?), Source::Default),
         };
         layers.note(&LEDGER, &ledger);
         let token = layers.secret(&TOKEN)?;
@@ -349,7 +350,7 @@ mod tests {
         );
         assert_eq!(
             cfg.ledger.value,
-            fx.dir.path().join("data/eraser/ledger.db")
+            Location::file(fx.dir.path().join("data/eraser/ledger.db"))
         );
         assert_eq!(
             cfg.concurrency,
@@ -367,7 +368,7 @@ mod tests {
         let cfg = resolve(&Flags::default(), &env);
         assert_eq!(
             cfg.ledger.value,
-            fx.dir.path().join("home/.local/share/eraser/ledger.db")
+            Location::file(fx.dir.path().join("home/.local/share/eraser/ledger.db"))
         );
     }
 
@@ -420,7 +421,7 @@ mod tests {
             ("ERASER_LEDGER", "/env.db"),
         ]);
         let over = Flags {
-            ledger: Some("/flag.db".into()),
+            ledger: Some(Location::file("/flag.db")),
             settings: SettingFlags {
                 api_base: Some("http://127.0.0.1:11".into()),
                 concurrency: Some(5),
@@ -435,7 +436,7 @@ mod tests {
         );
         assert_eq!(
             cfg.ledger,
-            Sourced::new(PathBuf::from("/flag.db"), Source::Flag)
+            Sourced::new(Location::file("/flag.db"), Source::Flag)
         );
         assert_eq!(cfg.concurrency, Sourced::new(5, Source::Flag));
     }
@@ -447,7 +448,7 @@ mod tests {
         let cfg = resolve(&Flags::default(), &fx.env(&[("ERASER_LEDGER", "/env.db")]));
         assert_eq!(
             cfg.ledger,
-            Sourced::new(PathBuf::from("/env.db"), Source::Env("ERASER_LEDGER"))
+            Sourced::new(Location::file("/env.db"), Source::Env("ERASER_LEDGER"))
         );
     }
 
@@ -456,7 +457,10 @@ mod tests {
         let fx = Fixture::new();
         let path = fx.write_config("ledger = \"my.db\"\n");
         let cfg = resolve(&Flags::default(), &fx.env(&[]));
-        assert_eq!(cfg.ledger.value, path.with_file_name("my.db"));
+        assert_eq!(
+            cfg.ledger.value,
+            Location::file(path.with_file_name("my.db"))
+        );
     }
 
     #[test]
@@ -464,7 +468,10 @@ mod tests {
         let fx = Fixture::new();
         fx.write_config("ledger = \"~/l/x.db\"\n");
         let cfg = resolve(&Flags::default(), &fx.env(&[]));
-        assert_eq!(cfg.ledger.value, fx.dir.path().join("home/l/x.db"));
+        assert_eq!(
+            cfg.ledger.value,
+            Location::file(fx.dir.path().join("home/l/x.db"))
+        );
     }
 
     #[test]

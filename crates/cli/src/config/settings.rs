@@ -6,10 +6,10 @@
 //! a `Duration` would panic or exhaust the machine; below them the run could not progress.
 
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use eraser_api::Token;
+use eraser_store::Location;
 
 use super::precedence::Setting;
 use super::show;
@@ -47,12 +47,13 @@ pub static API_BASE: Setting<String> = Setting {
     show: show::text,
 };
 
-pub static LEDGER: Setting<PathBuf> = Setting {
+pub static LEDGER: Setting<Location> = Setting {
     key: "ledger",
     env: "ERASER_LEDGER",
     flag: Some("--ledger"),
     parse: values::ledger,
-    show: show::path,
+    // A file's path, or the URL with its password masked.
+    show: |location| show::text(&location.to_string()),
 };
 
 pub static TOKEN: Setting<Token> = Setting {
@@ -310,7 +311,7 @@ mod tests {
         check(&FOLLOW, raw, |_| true);
         check(&LINK, raw, |_| true);
         check(&ANONYMOUS, raw, |_| true);
-        check(&LEDGER, raw, |p| !p.as_os_str().is_empty());
+        check(&LEDGER, raw, |l| !l.to_string().is_empty());
         check(&TOKEN, raw, |_| true);
     }
 

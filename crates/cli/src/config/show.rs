@@ -4,7 +4,6 @@
 //! The token shows as `<set>` or `<unset>`; credential-like header values as `<redacted>`.
 
 use std::fmt::{Display, Write as _};
-use std::path::Path;
 use std::time::Duration;
 
 use super::Config;
@@ -56,11 +55,6 @@ pub fn plain<T: Display>(value: &T) -> String {
 /// A duration as a TOML string humantime reads back (`"10m"`, `"1m 30s"`).
 pub fn duration(value: &Duration) -> String {
     text(&format_duration(*value))
-}
-
-/// A path as a TOML string (lossily UTF-8).
-pub fn path<P: AsRef<Path> + ?Sized>(value: &P) -> String {
-    text(&value.as_ref().to_string_lossy())
 }
 
 /// A TOML basic string.

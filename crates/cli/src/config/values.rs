@@ -7,9 +7,10 @@
 //! panics.
 
 use std::ffi::OsStr;
+
+use eraser_store::Location;
 use std::num::IntErrorKind;
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use eraser_api::Token;
@@ -215,12 +216,13 @@ pub fn api_base(raw: &OsStr) -> Result<String, String> {
     Ok(trimmed.to_string())
 }
 
-/// Where the ledger is: a file path (any bytes, as paths may be).
-pub fn ledger(raw: &OsStr) -> Result<PathBuf, String> {
+/// Where the ledger is: a `postgres://` (or `postgresql://`) URL, or a file path (any bytes,
+/// as paths may be). A URL's password is never quoted back.
+pub fn ledger(raw: &OsStr) -> Result<Location, String> {
     if raw.is_empty() {
         return Err("empty ledger path".into());
     }
-    Ok(PathBuf::from(raw))
+    Location::parse(raw)
 }
 
 /// `Name: value` → (name, value). The name must be an HTTP token; the value one line.

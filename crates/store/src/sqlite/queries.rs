@@ -14,7 +14,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 
 use super::{Sqlite, path_bytes, to_u64};
-use crate::rows::{RawImage, RawInput, RawInputState};
+use crate::rows::{Counters, RawImage, RawInput, RawInputState};
 use crate::{
     ConsistencyReport, CreditsUsed, FailureGroup, ImageRow, ImageStatus, InFlight, InputCounts,
     InputRow, InputState, RejectKind, RejectedRow, Result, RunId, RunProgress, Sha256,
@@ -132,15 +132,15 @@ impl Sqlite {
     }
 
     pub(crate) async fn status_counts(&self) -> Result<StatusCounts> {
-        Ok(self.counters().await?.status_counts())
+        Ok(self.counters().await?.counted().images)
     }
 
     pub(crate) async fn input_counts(&self) -> Result<InputCounts> {
-        Ok(self.counters().await?.input_counts())
+        Ok(self.counters().await?.counted().inputs)
     }
 
     pub(crate) async fn credits_used(&self) -> Result<CreditsUsed> {
-        Ok(self.counters().await?.credits())
+        Ok(self.counters().await?.counted().credits)
     }
 
     async fn counters(&self) -> Result<Counters> {
@@ -518,57 +518,5 @@ impl Sqlite {
             kept.counted(),
             recount.counted(),
         ))
-    }
-}
-
-/// The counters table, by name.
-struct Counters(Vec<(String, i64)>);
-
-impl Counters {
-    fn get(&self, name: &str) -> i64 {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or(0, |(_, v)| *v)
-    }
-
-    fn status_counts(&self) -> StatusCounts {
-        let [new, uploading, processing, done, failed] =
-            ImageStatus::ALL.map(|s| to_u64(self.get(&format!("images_{s}"))));
-        StatusCounts {
-            total: new + uploading + processing + done + failed,
-            new,
-            uploading,
-            processing,
-            done,
-            failed,
-        }
-    }
-
-    fn input_counts(&self) -> InputCounts {
-        InputCounts {
-            total: to_u64(self.get("inputs")),
-            done: to_u64(self.get("inputs_done")),
-            failed: to_u64(self.get("inputs_failed")),
-            skipped: to_u64(self.get("rejected_skipped")),
-            rejected: to_u64(self.get("rejected_error")),
-        }
-    }
-
-    fn credits(&self) -> CreditsUsed {
-        CreditsUsed {
-            p_credits: self.get("p_credits"),
-            s_credits: self.get("s_credits"),
-            need_credits: self.get("need_credits"),
-        }
-    }
-
-    /// Every kept count (all but the version of the inputs, which is not a count).
-    fn counted(&self) -> crate::Counted {
-        crate::Counted {
-            images: self.status_counts(),
-            inputs: self.input_counts(),
-            credits: self.credits(),
-        }
     }
 }

@@ -47,9 +47,11 @@ fn assert_each_claimed_once(claims: impl IntoIterator<Item = Sha256>, expected: 
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_handles_on_one_ledger_racing_to_claim_claim_each_image_exactly_once(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = recorded(&t.ledger, 1000).await;
     let other = t.another_handle().await;
 
@@ -72,9 +74,11 @@ async fn two_handles_on_one_ledger_racing_to_claim_claim_each_image_exactly_once
 #[rstest]
 #[tokio::test]
 async fn two_processes_racing_to_claim_claim_each_image_exactly_once(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = recorded(&t.ledger, 1000).await;
     let env = [(RUN, run.0.to_string())];
     let mut children = [
@@ -114,9 +118,11 @@ async fn two_processes_racing_to_claim_claim_each_image_exactly_once(
 #[rstest]
 #[tokio::test]
 async fn recover_leaves_a_live_processs_claims_alone_and_takes_them_once_it_is_killed(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let mut child = ChildProcess::spawn("hold", &t.location, &[(FIRST, "0".into())]);
     assert_eq!(child.wait_for("claimed"), "50");
     let stale_after = Duration::from_secs(60);

@@ -21,9 +21,11 @@ fn awkward_paths() -> Vec<PathBuf> {
 #[rstest]
 #[tokio::test]
 async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let paths = awkward_paths();
     let inputs: Vec<_> = paths
@@ -89,9 +91,11 @@ async fn paths_with_spaces_unicode_and_non_utf8_bytes_round_trip(
 #[rstest]
 #[tokio::test]
 async fn a_file_with_the_same_path_size_and_mtime_is_not_changed_and_any_other_is(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     record_inputs(
         &t.ledger,
@@ -122,9 +126,11 @@ async fn a_file_with_the_same_path_size_and_mtime_is_not_changed_and_any_other_i
 #[rstest]
 #[tokio::test]
 async fn an_unchanged_input_is_current_only_for_an_out_it_is_planned_in(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let first = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let scan = t.ledger.begin_scan(first).await.unwrap();
     scan.record(&crate::support::batch("/in", vec![input("/in/a.jpg", 1)]))
@@ -153,9 +159,11 @@ async fn an_unchanged_input_is_current_only_for_an_out_it_is_planned_in(
 #[rstest]
 #[tokio::test]
 async fn an_input_recorded_only_by_a_run_into_another_out_is_not_current(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let first = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let walk = t.ledger.begin_scan(first).await.unwrap();
     walk.record(&crate::support::batch("/in", Vec::new()))
@@ -184,8 +192,12 @@ async fn an_input_recorded_only_by_a_run_into_another_out_is_not_current(
 
 #[rstest]
 #[tokio::test]
-async fn inputs_with_the_same_content_share_one_image(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn inputs_with_the_same_content_share_one_image(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
 
     record_inputs(
@@ -205,9 +217,11 @@ async fn inputs_with_the_same_content_share_one_image(#[values(Backend::Sqlite)]
 #[rstest]
 #[tokio::test]
 async fn a_rescan_keeps_the_planned_output_recorded_first_and_moves_last_run(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let first = t
         .ledger
         .begin_run("first", Path::new("/out"))
@@ -241,8 +255,12 @@ async fn a_rescan_keeps_the_planned_output_recorded_first_and_moves_last_run(
 
 #[rstest]
 #[tokio::test]
-async fn an_unchanged_file_keeps_its_output_path(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn an_unchanged_file_keeps_its_output_path(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     record_inputs(&t.ledger, run, "/in", vec![input("/in/a.jpg", 1)]).await;
     t.ledger
@@ -264,9 +282,11 @@ async fn an_unchanged_file_keeps_its_output_path(#[values(Backend::Sqlite)] back
 #[rstest]
 #[tokio::test]
 async fn an_edited_file_points_at_its_new_content_and_loses_its_output_but_not_its_plan(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     record_inputs(&t.ledger, run, "/in", vec![input("/in/a.jpg", 1)]).await;
     t.ledger
@@ -301,9 +321,11 @@ async fn an_edited_file_points_at_its_new_content_and_loses_its_output_but_not_i
 #[rstest]
 #[tokio::test]
 async fn planned_output_owners_name_the_input_that_planned_each_output(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     record_inputs(
         &t.ledger,
@@ -331,9 +353,11 @@ async fn planned_output_owners_name_the_input_that_planned_each_output(
 #[rstest]
 #[tokio::test]
 async fn an_unchanged_input_seen_by_a_new_run_joins_it_and_keeps_its_plan(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let first = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
     record_inputs(&t.ledger, first, "/in", vec![input("/in/a.jpg", 1)]).await;
     t.ledger.finish_run(first, "complete", "{}").await.unwrap();
@@ -365,9 +389,11 @@ async fn an_unchanged_input_seen_by_a_new_run_joins_it_and_keeps_its_plan(
 #[rstest]
 #[tokio::test]
 async fn clear_input_output_forgets_the_written_output(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     record_inputs(&t.ledger, run, "/in", vec![input("/in/a.jpg", 1)]).await;
     t.ledger
@@ -394,9 +420,11 @@ async fn clear_input_output_forgets_the_written_output(
 #[rstest]
 #[tokio::test]
 async fn setting_the_output_of_an_unknown_input_is_refused(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
 
     let err = t
@@ -411,8 +439,12 @@ async fn setting_the_output_of_an_unknown_input_is_refused(
 
 #[rstest]
 #[tokio::test]
-async fn an_empty_batch_records_nothing(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn an_empty_batch_records_nothing(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let scan = t.ledger.begin_scan(run).await.unwrap();
 
@@ -425,9 +457,11 @@ async fn an_empty_batch_records_nothing(#[values(Backend::Sqlite)] backend: Back
 #[rstest]
 #[tokio::test]
 async fn two_runs_over_the_same_paths_each_keep_their_own_inputs_and_outputs(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let a = t.ledger.begin_run("a", Path::new("/out-a")).await.unwrap();
     let b = t.ledger.begin_run("b", Path::new("/out-b")).await.unwrap();
     let in_a = FoundInput {
@@ -471,9 +505,11 @@ async fn two_runs_over_the_same_paths_each_keep_their_own_inputs_and_outputs(
 #[rstest]
 #[tokio::test]
 async fn a_run_finished_before_its_walk_completed_has_no_inputs_left(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
     record(&t.ledger, run, 0, 3).await;
     assert_eq!(t.ledger.run_progress(run).await.unwrap().inputs, 3);
@@ -485,9 +521,11 @@ async fn a_run_finished_before_its_walk_completed_has_no_inputs_left(
 #[rstest]
 #[tokio::test]
 async fn a_finished_run_of_many_inputs_leaves_another_runs_inputs(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
     let other = t.ledger.begin_run("b", Path::new("/out")).await.unwrap();
     let scan = t.ledger.begin_scan(run).await.unwrap();
@@ -506,9 +544,11 @@ async fn a_finished_run_of_many_inputs_leaves_another_runs_inputs(
 #[rstest]
 #[tokio::test]
 async fn a_finished_run_leaves_the_inputs_of_earlier_and_later_live_runs(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let earlier = t.ledger.begin_run("a", Path::new("/out")).await.unwrap();
     let finishing = t.ledger.begin_run("b", Path::new("/out")).await.unwrap();
     let later = t.ledger.begin_run("c", Path::new("/out")).await.unwrap();
@@ -530,9 +570,11 @@ async fn a_finished_run_leaves_the_inputs_of_earlier_and_later_live_runs(
 #[rstest]
 #[tokio::test]
 async fn forget_unused_deletes_only_a_new_image_that_no_input_holds(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     record_inputs(l, run, "/in", vec![input("/in/a.jpg", 1)]).await;

@@ -54,9 +54,11 @@ async fn later_records(ledger: &Ledger, inputs: Vec<FoundInput>) {
 #[rstest]
 #[tokio::test]
 async fn a_listing_kept_by_a_scan_that_made_every_change_itself_is_read_back_into_the_same_out(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (_, kept) = first_scan(&t.ledger, 5).await;
 
     assert!(kept);
@@ -73,9 +75,11 @@ async fn a_listing_kept_by_a_scan_that_made_every_change_itself_is_read_back_int
 #[rstest]
 #[tokio::test]
 async fn an_input_changed_by_another_process_during_the_scan_keeps_no_listing(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t
         .ledger
         .begin_run("first", Path::new("/out"))
@@ -101,8 +105,12 @@ async fn an_input_changed_by_another_process_during_the_scan_keeps_no_listing(
 
 #[rstest]
 #[tokio::test]
-async fn a_new_input_makes_the_kept_listings_stale(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn a_new_input_makes_the_kept_listings_stale(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     first_scan(&t.ledger, 5).await;
 
     later_records(&t.ledger, vec![input(img("/in", 5), 5)]).await;
@@ -113,9 +121,11 @@ async fn a_new_input_makes_the_kept_listings_stale(#[values(Backend::Sqlite)] ba
 #[rstest]
 #[tokio::test]
 async fn an_input_with_another_mtime_makes_the_kept_listings_stale(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     first_scan(&t.ledger, 5).await;
     let mut changed = input(img("/in", 1), 1);
     changed.mtime_ns += 1;
@@ -128,9 +138,11 @@ async fn an_input_with_another_mtime_makes_the_kept_listings_stale(
 #[rstest]
 #[tokio::test]
 async fn an_input_with_another_size_makes_the_kept_listings_stale(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     first_scan(&t.ledger, 5).await;
     let mut changed = input(img("/in", 1), 1);
     changed.size += 1;
@@ -143,9 +155,11 @@ async fn an_input_with_another_size_makes_the_kept_listings_stale(
 #[rstest]
 #[tokio::test]
 async fn an_input_moved_to_other_content_makes_the_kept_listings_stale(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     first_scan(&t.ledger, 5).await;
     // Same path, size and mtime, other bytes.
     let mut changed = input(img("/in", 1), 1);
@@ -162,9 +176,11 @@ async fn an_input_moved_to_other_content_makes_the_kept_listings_stale(
 #[rstest]
 #[tokio::test]
 async fn an_input_marked_missing_makes_the_kept_listings_stale(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     first_scan(&t.ledger, 5).await;
     let run = t
         .ledger
@@ -181,9 +197,11 @@ async fn an_input_marked_missing_makes_the_kept_listings_stale(
 #[rstest]
 #[tokio::test]
 async fn an_input_deleted_behind_the_ledgers_back_makes_the_kept_listings_stale(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     first_scan(&t.ledger, 5).await;
 
     delete_input_behind_the_ledgers_back(&t, &img("/in", 4)).await;
@@ -194,9 +212,11 @@ async fn an_input_deleted_behind_the_ledgers_back_makes_the_kept_listings_stale(
 #[rstest]
 #[tokio::test]
 async fn an_input_seen_unchanged_leaves_the_kept_listings_standing(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     first_scan(&t.ledger, 5).await;
 
     later_records(&t.ledger, vec![seen(img("/in", 1), 1)]).await;
@@ -207,9 +227,11 @@ async fn an_input_seen_unchanged_leaves_the_kept_listings_standing(
 #[rstest]
 #[tokio::test]
 async fn image_status_changes_leave_the_kept_listings_standing(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, _) = first_scan(&t.ledger, 5).await;
     assert_eq!(t.ledger.claim_for_upload(run, 2).await.unwrap().len(), 2);
 
@@ -219,9 +241,11 @@ async fn image_status_changes_leave_the_kept_listings_standing(
 #[rstest]
 #[tokio::test]
 async fn a_rescan_that_changed_nothing_keeps_its_listings_again(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     first_scan(&t.ledger, 5).await;
     let run = t
         .ledger
@@ -246,9 +270,11 @@ async fn a_rescan_that_changed_nothing_keeps_its_listings_again(
 #[rstest]
 #[tokio::test]
 async fn more_kept_listings_than_the_limit_are_not_loaded(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     first_scan(&t.ledger, 5).await;
     let run = t.ledger.begin_run("next", Path::new("/out")).await.unwrap();
     let scan = t.ledger.begin_scan(run).await.unwrap();
@@ -279,9 +305,11 @@ async fn rescan_finding(
 #[rstest]
 #[tokio::test]
 async fn a_complete_walk_marks_missing_only_the_inputs_outside_the_folders_found_whole(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let first = t
         .ledger
         .begin_run("first", Path::new("/out"))

@@ -5,8 +5,10 @@ use crate::support::{Backend, fresh, image_in, place, spoil_processing_estimate}
 
 #[rstest]
 #[tokio::test]
-async fn reopening_keeps_the_data(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn reopening_keeps_the_data(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (_, sha) = image_in(&t.ledger, 1, ImageStatus::Done).await;
     t.ledger.close().await;
 
@@ -20,8 +22,12 @@ async fn reopening_keeps_the_data(#[values(Backend::Sqlite)] backend: Backend) {
 
 #[rstest]
 #[tokio::test]
-async fn the_ledger_says_where_it_lives(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn the_ledger_says_where_it_lives(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
 
     assert_eq!(t.ledger.location(), &t.location);
 }
@@ -29,9 +35,11 @@ async fn the_ledger_says_where_it_lives(#[values(Backend::Sqlite)] backend: Back
 #[rstest]
 #[tokio::test]
 async fn the_product_serial_is_a_uuid_v4_generated_once_and_stable_across_reopen(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let first = t.ledger.product_serial().await.unwrap();
     assert_eq!(t.ledger.product_serial().await.unwrap(), first);
     let uuid = uuid::Uuid::parse_str(&first).unwrap();
@@ -46,9 +54,11 @@ async fn the_product_serial_is_a_uuid_v4_generated_once_and_stable_across_reopen
 #[rstest]
 #[tokio::test]
 async fn concurrent_opens_of_a_fresh_ledger_agree_on_one_product_serial(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let place = place(backend);
+    let Some(place) = place(backend).await else {
+        return;
+    };
 
     let opens = (0..4).map(|_| {
         let location = place.location.clone();
@@ -65,9 +75,11 @@ async fn concurrent_opens_of_a_fresh_ledger_agree_on_one_product_serial(
 #[rstest]
 #[tokio::test]
 async fn the_processing_estimate_is_kept_for_the_next_run_and_a_bad_value_is_ignored(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     assert_eq!(t.ledger.processing_estimate().await.unwrap(), None);
 
     t.ledger.set_processing_estimate(7.25).await.unwrap();

@@ -11,9 +11,11 @@ use crate::support::{
 #[rstest]
 #[tokio::test]
 async fn status_counts_equal_a_recount_after_a_mix_of_transitions(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     let shas = record(l, run, 0, 40).await;
@@ -47,9 +49,11 @@ async fn status_counts_equal_a_recount_after_a_mix_of_transitions(
 #[rstest]
 #[tokio::test]
 async fn run_progress_counts_the_runs_distinct_images_by_status_and_its_inputs(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let other = l.begin_run("other", Path::new("/out")).await.unwrap();
     record_inputs(l, other, "/other", vec![input("/other/other.jpg", 9)]).await;
@@ -94,9 +98,11 @@ async fn run_progress_counts_the_runs_distinct_images_by_status_and_its_inputs(
 #[rstest]
 #[tokio::test]
 async fn run_inputs_pages_every_input_of_the_run_with_its_image_state(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let other = l.begin_run("other", Path::new("/out")).await.unwrap();
     record_inputs(l, other, "/other", vec![input("/other/0-other.jpg", 9)]).await;
@@ -131,9 +137,11 @@ async fn run_inputs_pages_every_input_of_the_run_with_its_image_state(
 #[rstest]
 #[tokio::test]
 async fn input_counts_count_inputs_by_their_images_outcome(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     record_inputs(
@@ -186,9 +194,11 @@ async fn input_counts_count_inputs_by_their_images_outcome(
 #[rstest]
 #[tokio::test]
 async fn new_copies_of_done_and_failed_content_count_in_the_counters_of_their_status(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let (_, done) = image_in(l, 1, ImageStatus::Done).await;
     let (_, failed) = image_in(l, 2, ImageStatus::Failed).await;
@@ -231,9 +241,11 @@ async fn new_copies_of_done_and_failed_content_count_in_the_counters_of_their_st
 #[rstest]
 #[tokio::test]
 async fn failure_groups_group_failed_images_by_code_largest_first(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     record(l, run, 0, 4).await;
@@ -259,8 +271,12 @@ async fn failure_groups_group_failed_images_by_code_largest_first(
 
 #[rstest]
 #[tokio::test]
-async fn credits_used_sum_the_done_images(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn credits_used_sum_the_done_images(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     image_in(&t.ledger, 1, ImageStatus::Done).await;
     image_in(&t.ledger, 2, ImageStatus::Done).await;
     image_in(&t.ledger, 3, ImageStatus::Processing).await;
@@ -276,9 +292,11 @@ async fn credits_used_sum_the_done_images(#[values(Backend::Sqlite)] backend: Ba
 #[rstest]
 #[tokio::test]
 async fn in_flight_lists_processing_jobs_oldest_first_up_to_the_limit(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (_, first) = image_in(&t.ledger, 1, ImageStatus::Processing).await;
     let (_, second) = image_in(&t.ledger, 2, ImageStatus::Processing).await;
     image_in(&t.ledger, 3, ImageStatus::Processing).await;
@@ -293,9 +311,11 @@ async fn in_flight_lists_processing_jobs_oldest_first_up_to_the_limit(
 #[rstest]
 #[tokio::test]
 async fn run_in_flight_lists_only_the_runs_processing_images(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     image_in(l, 1, ImageStatus::Processing).await;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
@@ -315,8 +335,12 @@ async fn run_in_flight_lists_only_the_runs_processing_images(
 
 #[rstest]
 #[tokio::test]
-async fn an_image_is_found_by_its_job_id(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn an_image_is_found_by_its_job_id(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (_, sha) = image_in(&t.ledger, 1, ImageStatus::Processing).await;
 
     assert_eq!(
@@ -339,9 +363,11 @@ async fn an_image_is_found_by_its_job_id(#[values(Backend::Sqlite)] backend: Bac
 #[rstest]
 #[tokio::test]
 async fn list_images_pages_by_sha256_optionally_within_one_status(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     let mut shas = record(l, run, 0, 5).await;
@@ -369,8 +395,12 @@ async fn list_images_pages_by_sha256_optionally_within_one_status(
 
 #[rstest]
 #[tokio::test]
-async fn export_streams_every_image_and_every_input(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn export_streams_every_image_and_every_input(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     record_inputs(

@@ -28,8 +28,12 @@ async fn run_with_claims(ledger: &Ledger, first: u64, n: u64) -> (RunId, Vec<Sha
 
 #[rstest]
 #[tokio::test]
-async fn a_live_runs_claims_are_left_alone(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn a_live_runs_claims_are_left_alone(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, shas) = run_with_claims(&t.ledger, 0, 3).await;
 
     assert_eq!(t.ledger.recover(STALE).await.unwrap(), 0);
@@ -46,9 +50,11 @@ async fn a_live_runs_claims_are_left_alone(#[values(Backend::Sqlite)] backend: B
 #[rstest]
 #[tokio::test]
 async fn claims_of_a_finished_run_go_back_to_new_as_possible_repeat_uploads(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, shas) = run_with_claims(&t.ledger, 0, 3).await;
     t.ledger.finish_run(run, "interrupted", "{}").await.unwrap();
 
@@ -66,9 +72,11 @@ async fn claims_of_a_finished_run_go_back_to_new_as_possible_repeat_uploads(
 #[rstest]
 #[tokio::test]
 async fn claims_of_a_run_whose_process_is_gone_from_this_host_are_taken_back(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, shas) = run_with_claims(&t.ledger, 0, 2).await;
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let pid = gone.id();
@@ -83,9 +91,11 @@ async fn claims_of_a_run_whose_process_is_gone_from_this_host_are_taken_back(
 #[rstest]
 #[tokio::test]
 async fn a_stale_heartbeat_counts_as_dead_even_with_a_live_pid(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, shas) = run_with_claims(&t.ledger, 0, 1).await;
     age_heartbeat(&t, run, LONG_AGO).await;
 
@@ -97,9 +107,11 @@ async fn a_stale_heartbeat_counts_as_dead_even_with_a_live_pid(
 #[rstest]
 #[tokio::test]
 async fn another_hosts_run_is_trusted_until_its_heartbeat_goes_stale(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, shas) = run_with_claims(&t.ledger, 0, 1).await;
     set_run_host(&t, run, "elsewhere.invalid").await;
     set_run_pid(&t, run, 1).await;
@@ -114,8 +126,12 @@ async fn another_hosts_run_is_trusted_until_its_heartbeat_goes_stale(
 
 #[rstest]
 #[tokio::test]
-async fn a_heartbeat_keeps_a_run_fresh(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn a_heartbeat_keeps_a_run_fresh(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, shas) = run_with_claims(&t.ledger, 0, 1).await;
     age_heartbeat(&t, run, LONG_AGO).await;
 
@@ -128,9 +144,11 @@ async fn a_heartbeat_keeps_a_run_fresh(#[values(Backend::Sqlite)] backend: Backe
 #[rstest]
 #[tokio::test]
 async fn claims_of_a_run_no_longer_registered_are_taken_back(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, shas) = run_with_claims(&t.ledger, 0, 2).await;
     delete_run_behind_the_ledgers_back(&t, run).await;
 
@@ -141,8 +159,12 @@ async fn claims_of_a_run_no_longer_registered_are_taken_back(
 
 #[rstest]
 #[tokio::test]
-async fn processing_images_stay_to_be_polled(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn processing_images_stay_to_be_polled(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, shas) = run_with_claims(&t.ledger, 0, 1).await;
     t.ledger
         .mark_processing(run, &shas[0], "job")
@@ -160,8 +182,12 @@ async fn processing_images_stay_to_be_polled(#[values(Backend::Sqlite)] backend:
 
 #[rstest]
 #[tokio::test]
-async fn a_heartbeat_for_an_unknown_run_is_refused(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn a_heartbeat_for_an_unknown_run_is_refused(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
 
     let err = t.ledger.heartbeat(RunId(4242)).await.unwrap_err();
 

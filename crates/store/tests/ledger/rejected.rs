@@ -19,9 +19,11 @@ async fn record_rejected(ledger: &Ledger, run: RunId, rejected: Vec<Rejection>) 
 #[rstest]
 #[tokio::test]
 async fn rejected_files_are_listed_by_path_and_kind_and_counted(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     record_rejected(
@@ -63,9 +65,11 @@ async fn rejected_files_are_listed_by_path_and_kind_and_counted(
 #[rstest]
 #[tokio::test]
 async fn a_rejection_seen_again_is_refreshed_not_duplicated(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let first = l.begin_run("test", Path::new("/out")).await.unwrap();
     let path = "/in/x.jpg";
@@ -95,9 +99,11 @@ async fn a_rejection_seen_again_is_refreshed_not_duplicated(
 #[rstest]
 #[tokio::test]
 async fn a_rejected_path_that_becomes_an_input_leaves_the_rejected_list(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     record_rejected(
@@ -115,8 +121,12 @@ async fn a_rejected_path_that_becomes_an_input_leaves_the_rejected_list(
 
 #[rstest]
 #[tokio::test]
-async fn rejected_paths_keep_bytes_that_are_not_utf8(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn rejected_paths_keep_bytes_that_are_not_utf8(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/in/caf\xe9.jpg"));
@@ -134,9 +144,11 @@ async fn rejected_paths_keep_bytes_that_are_not_utf8(#[values(Backend::Sqlite)] 
 #[rstest]
 #[tokio::test]
 async fn a_completed_walk_forgets_only_the_rejected_files_under_its_roots_it_did_not_see_again(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let first = l.begin_run("first", Path::new("/out")).await.unwrap();
     let everywhere = ScanBatch {
@@ -183,9 +195,11 @@ async fn a_completed_walk_forgets_only_the_rejected_files_under_its_roots_it_did
 #[rstest]
 #[tokio::test]
 async fn rejected_files_stay_until_the_walk_is_complete(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let first = l.begin_run("first", Path::new("/out")).await.unwrap();
     record_rejected(

@@ -30,9 +30,11 @@ async fn inputs_of(ledger: &eraser_store::Ledger, run: eraser_store::RunId) -> V
 #[rstest]
 #[tokio::test]
 async fn a_named_file_is_the_runs_and_a_path_beside_it_is_not(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("named", Path::new("/out")).await.unwrap();
     let named = ScanBatch {
@@ -60,9 +62,11 @@ async fn a_named_file_is_the_runs_and_a_path_beside_it_is_not(
 #[rstest]
 #[tokio::test]
 async fn a_run_given_folders_and_files_has_the_inputs_of_each(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("mixed", Path::new("/out")).await.unwrap();
     let mixed = ScanBatch {
@@ -90,8 +94,12 @@ async fn a_run_given_folders_and_files_has_the_inputs_of_each(
 
 #[rstest]
 #[tokio::test]
-async fn a_root_inside_one_the_run_has_is_not_added(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn a_root_inside_one_the_run_has_is_not_added(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     let scan = l.begin_scan(run).await.unwrap();
@@ -118,8 +126,12 @@ async fn a_root_inside_one_the_run_has_is_not_added(#[values(Backend::Sqlite)] b
 
 #[rstest]
 #[tokio::test]
-async fn a_root_holding_earlier_ones_replaces_them(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn a_root_holding_earlier_ones_replaces_them(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     let scan = l.begin_scan(run).await.unwrap();
@@ -152,9 +164,11 @@ async fn a_root_holding_earlier_ones_replaces_them(#[values(Backend::Sqlite)] ba
 #[rstest]
 #[tokio::test]
 async fn one_batch_writes_its_roots_inputs_and_rejected_files_together(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     let scan = l.begin_scan(run).await.unwrap();
@@ -181,9 +195,11 @@ async fn one_batch_writes_its_roots_inputs_and_rejected_files_together(
 #[rstest]
 #[tokio::test]
 async fn a_batch_that_fails_part_way_writes_none_of_it(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let l = &t.ledger;
     let run = l.begin_run("test", Path::new("/out")).await.unwrap();
     let scan = l.begin_scan(run).await.unwrap();

@@ -55,7 +55,9 @@ async fn open_creates_missing_folders_and_applies_every_migration() {
 
 #[tokio::test]
 async fn the_ledger_file_is_in_wal_mode() {
-    let t = fresh(Backend::Sqlite).await;
+    let t = fresh(Backend::Sqlite)
+        .await
+        .expect("SQLite needs no server");
     let mut conn = sqlite(&t.location).await;
     let mode: String = sqlx::query_scalar("pragma journal_mode")
         .fetch_one(&mut conn)
@@ -208,7 +210,9 @@ async fn open_existing_refuses_a_missing_file_without_creating_it() {
 
 #[tokio::test]
 async fn a_newer_schema_is_refused_and_the_file_left_byte_identical() {
-    let t = fresh(Backend::Sqlite).await;
+    let t = fresh(Backend::Sqlite)
+        .await
+        .expect("SQLite needs no server");
     let path = t.location.as_file().unwrap().to_path_buf();
     let mut conn = sqlite(&t.location).await;
     sqlx::query(
@@ -286,7 +290,9 @@ async fn a_folder_at_the_ledger_path_cannot_be_opened() {
 
 #[tokio::test]
 async fn a_lock_held_past_the_busy_timeout_is_a_retryable_busy_error_naming_the_file() {
-    let t = fresh(Backend::Sqlite).await;
+    let t = fresh(Backend::Sqlite)
+        .await
+        .expect("SQLite needs no server");
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let impatient = OpenOptions::new()
         .busy_timeout(Duration::from_millis(100))

@@ -21,35 +21,91 @@ use tempfile::TempDir;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
-    #[expect(
-        dead_code,
-        reason = "no test names PostgreSQL until its backend exists"
-    )]
     Postgres,
 }
 
-/// Fails a test that reached a helper whose PostgreSQL form is not written yet.
-fn postgres_pending(need: &str) -> ! {
-    panic!("support::{need} has no PostgreSQL form yet (crates/store/tests/ledger/support.rs)")
+/// The PostgreSQL server the tests use: `ERASER_TEST_POSTGRES`, the URL of a role that may
+/// create databases (`.ci/postgres start` prints one). Under CI (`ERASER_CI` set) a test that
+/// needs it fails without it; elsewhere such a test says why and passes over.
+fn postgres_admin() -> Option<String> {
+    match std::env::var("ERASER_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("ERASER_CI").is_some() => {
+            panic!("ERASER_CI is set but ERASER_TEST_POSTGRES is not: no PostgreSQL server")
+        }
+        _ => {
+            eprintln!("no PostgreSQL server (ERASER_TEST_POSTGRES unset): this case is not run");
+            None
+        }
+    }
 }
 
 /// Where a fresh, not yet opened ledger lives, and what keeps it there until dropped.
 pub struct Place {
     pub location: Location,
     _dir: Option<TempDir>,
+    _database: Option<Database>,
 }
 
-/// A place for a ledger nothing has opened yet: a file in its own temp folder on SQLite.
-pub fn place(backend: Backend) -> Place {
+/// A database of its own for one test, dropped with it.
+struct Database {
+    admin: String,
+    name: String,
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // A test's runtime may be gone by now: the drop gets one of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            })
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// A place for a ledger nothing has opened yet: a file in its own temp folder on SQLite, a
+/// database of its own on PostgreSQL (`None` when there is no server to test on).
+pub async fn place(backend: Backend) -> Option<Place> {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
-            Place {
+            Some(Place {
                 location: Location::file(dir.path().join("ledger.db")),
                 _dir: Some(dir),
-            }
+                _database: None,
+            })
         }
-        Backend::Postgres => postgres_pending("place"),
+        Backend::Postgres => {
+            let admin = postgres_admin()?;
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("eraser_test_{}_{n}", std::process::id());
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::query(&format!("create database \"{name}\""))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let _ = conn.close().await;
+            let mut url = url::Url::parse(&admin).unwrap();
+            url.set_path(&format!("/{name}"));
+            let location = Location::parse(url.as_str().as_ref()).unwrap();
+            Some(Place {
+                location,
+                _dir: None,
+                _database: Some(Database { admin, name }),
+            })
+        }
     }
 }
 
@@ -68,15 +124,16 @@ impl TestLedger {
     }
 }
 
-pub async fn fresh(backend: Backend) -> TestLedger {
-    let place = place(backend);
+/// A fresh ledger of `backend`, or `None` when there is no PostgreSQL server to test on.
+pub async fn fresh(backend: Backend) -> Option<TestLedger> {
+    let place = place(backend).await?;
     let ledger = Ledger::open(&place.location).await.unwrap();
-    TestLedger {
+    Some(TestLedger {
         backend,
         location: place.location.clone(),
         ledger,
         _place: place,
-    }
+    })
 }
 
 /// The text a child process is given to open the same ledger (the URL unmasked).
@@ -304,6 +361,24 @@ enum SqlArg<'a> {
     Bytes(&'a [u8]),
 }
 
+/// Runs one statement on a PostgreSQL ledger behind its back, binding `args` as $1, $2, ….
+async fn postgres_exec(location: &Location, sql: &str, args: &[SqlArg<'_>]) {
+    let Location::Postgres(url) = location else {
+        panic!("a PostgreSQL ledger")
+    };
+    let mut conn = sqlx::PgConnection::connect(url.expose()).await.unwrap();
+    let mut query = sqlx::query(sql);
+    for arg in args {
+        query = match arg {
+            SqlArg::Int(v) => query.bind(*v),
+            SqlArg::Text(v) => query.bind(*v),
+            SqlArg::Bytes(v) => query.bind(*v),
+        };
+    }
+    query.execute(&mut conn).await.unwrap();
+    let _ = conn.close().await;
+}
+
 /// Closes a connection (drops it when closing fails; tests only).
 pub async fn close(conn: SqliteConnection) {
     let _ = conn.close().await;
@@ -318,7 +393,11 @@ pub async fn age_heartbeat(t: &TestLedger, run: RunId, secs: i64) {
             let sql = "update runs set heartbeat_at = ?2 where id = ?1";
             sqlite_exec(&t.location, sql, &[SqlArg::Int(run.0), SqlArg::Text(&at)]).await;
         }
-        Backend::Postgres => postgres_pending("age_heartbeat"),
+        Backend::Postgres => {
+            let sql =
+                "update runs set heartbeat_at = now() - $2 * interval '1 second' where id = $1";
+            postgres_exec(&t.location, sql, &[SqlArg::Int(run.0), SqlArg::Int(secs)]).await;
+        }
     }
 }
 
@@ -329,7 +408,10 @@ pub async fn set_run_pid(t: &TestLedger, run: RunId, pid: i64) {
             let sql = "update runs set pid = ?2 where id = ?1";
             sqlite_exec(&t.location, sql, &[SqlArg::Int(run.0), SqlArg::Int(pid)]).await;
         }
-        Backend::Postgres => postgres_pending("set_run_pid"),
+        Backend::Postgres => {
+            let sql = "update runs set pid = $2 where id = $1";
+            postgres_exec(&t.location, sql, &[SqlArg::Int(run.0), SqlArg::Int(pid)]).await;
+        }
     }
 }
 
@@ -340,7 +422,13 @@ pub async fn set_run_host(t: &TestLedger, run: RunId, host: &str) {
             let sql = "update runs set host = ?2 where id = ?1";
             sqlite_exec(&t.location, sql, &[SqlArg::Int(run.0), SqlArg::Text(host)]).await;
         }
-        Backend::Postgres => postgres_pending("set_run_host"),
+        Backend::Postgres => {
+            let sql = "insert into machines (name) values ($1) on conflict do nothing";
+            postgres_exec(&t.location, sql, &[SqlArg::Text(host)]).await;
+            let sql = "update runs set machine = (select id from machines where name = $2)
+                       where id = $1";
+            postgres_exec(&t.location, sql, &[SqlArg::Int(run.0), SqlArg::Text(host)]).await;
+        }
     }
 }
 
@@ -360,7 +448,10 @@ pub async fn delete_run_behind_the_ledgers_back(t: &TestLedger, run: RunId) {
                 .unwrap();
             close(conn).await;
         }
-        Backend::Postgres => postgres_pending("delete_run_behind_the_ledgers_back"),
+        Backend::Postgres => {
+            let sql = "delete from runs where id = $1";
+            postgres_exec(&t.location, sql, &[SqlArg::Int(run.0)]).await;
+        }
     }
 }
 
@@ -373,7 +464,10 @@ pub async fn delete_input_behind_the_ledgers_back(t: &TestLedger, path: &Path) {
             let sql = "delete from inputs where path = ?1";
             sqlite_exec(&t.location, sql, &[SqlArg::Bytes(key)]).await;
         }
-        Backend::Postgres => postgres_pending("delete_input_behind_the_ledgers_back"),
+        Backend::Postgres => {
+            let sql = "delete from inputs where path = $1";
+            postgres_exec(&t.location, sql, &[SqlArg::Bytes(key)]).await;
+        }
     }
 }
 
@@ -384,7 +478,11 @@ pub async fn drift_counter(t: &TestLedger, name: &str, by: i64) {
             let sql = "update counters set n = n + ?2 where name = ?1";
             sqlite_exec(&t.location, sql, &[SqlArg::Text(name), SqlArg::Int(by)]).await;
         }
-        Backend::Postgres => postgres_pending("drift_counter"),
+        Backend::Postgres => {
+            let sql = "insert into counters (name, shard, n) values ($1, 99, $2)
+                       on conflict (name, shard) do update set n = counters.n + excluded.n";
+            postgres_exec(&t.location, sql, &[SqlArg::Text(name), SqlArg::Int(by)]).await;
+        }
     }
 }
 
@@ -395,7 +493,10 @@ pub async fn spoil_processing_estimate(t: &TestLedger) {
             let sql = "update meta set value = 'soon' where key = 'processing_seconds'";
             sqlite_exec(&t.location, sql, &[]).await;
         }
-        Backend::Postgres => postgres_pending("spoil_processing_estimate"),
+        Backend::Postgres => {
+            let sql = "update meta set value = 'soon' where key = 'processing_seconds'";
+            postgres_exec(&t.location, sql, &[]).await;
+        }
     }
 }
 
@@ -408,7 +509,14 @@ pub async fn refuse_rejected_files(t: &TestLedger) {
                        begin select raise(abort, 'refused by the test'); end";
             sqlite_exec(&t.location, sql, &[]).await;
         }
-        Backend::Postgres => postgres_pending("refuse_rejected_files"),
+        Backend::Postgres => {
+            let sql = "create function test_refuse() returns trigger language plpgsql as
+                       $$ begin raise exception 'refused by the test'; end $$";
+            postgres_exec(&t.location, sql, &[]).await;
+            let sql = "create trigger test_refuse_rejected before insert on rejected_inputs
+                       for each row execute function test_refuse()";
+            postgres_exec(&t.location, sql, &[]).await;
+        }
     }
 }
 
@@ -418,7 +526,11 @@ pub async fn accept_rejected_files(t: &TestLedger) {
         Backend::Sqlite => {
             sqlite_exec(&t.location, "drop trigger test_refuse_rejected", &[]).await;
         }
-        Backend::Postgres => postgres_pending("accept_rejected_files"),
+        Backend::Postgres => {
+            let sql = "drop trigger test_refuse_rejected on rejected_inputs";
+            postgres_exec(&t.location, sql, &[]).await;
+            postgres_exec(&t.location, "drop function test_refuse()", &[]).await;
+        }
     }
 }
 

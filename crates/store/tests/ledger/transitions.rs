@@ -68,8 +68,10 @@ async fn images_not_in(
 
 #[rstest]
 #[tokio::test]
-async fn recorded_images_start_new(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn recorded_images_start_new(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (_, sha) = image_in(&t.ledger, 1, ImageStatus::New).await;
     let row = t.ledger.image(&sha).await.unwrap().unwrap();
     assert_eq!(
@@ -81,9 +83,11 @@ async fn recorded_images_start_new(#[values(Backend::Sqlite)] backend: Backend) 
 #[rstest]
 #[tokio::test]
 async fn claim_moves_new_images_of_the_run_to_uploading_held_by_the_run(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let shas = record(&t.ledger, run, 0, 3).await;
 
@@ -106,9 +110,11 @@ async fn claim_moves_new_images_of_the_run_to_uploading_held_by_the_run(
 #[rstest]
 #[tokio::test]
 async fn claim_takes_at_most_n_and_never_the_same_image_twice(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     record(&t.ledger, run, 0, 5).await;
 
@@ -135,9 +141,11 @@ async fn claim_takes_at_most_n_and_never_the_same_image_twice(
 #[rstest]
 #[tokio::test]
 async fn claim_skips_images_with_no_input_under_the_runs_roots(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let earlier = t
         .ledger
         .begin_run("earlier", Path::new("/out"))
@@ -155,9 +163,11 @@ async fn claim_skips_images_with_no_input_under_the_runs_roots(
 #[rstest]
 #[tokio::test]
 async fn a_claim_carries_size_format_attempts_and_a_source_path_of_the_run(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let old = t.ledger.begin_run("old", Path::new("/out")).await.unwrap();
     // Sorts before the run's own copies, but lies outside its roots.
     record_inputs(&t.ledger, old, "/a-old", vec![input("/a-old/a.jpg", 7)]).await;
@@ -184,9 +194,11 @@ async fn a_claim_carries_size_format_attempts_and_a_source_path_of_the_run(
 #[rstest]
 #[tokio::test]
 async fn mark_processing_records_the_job_counts_an_attempt_and_drops_the_claim(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, sha) = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
 
     t.ledger.mark_processing(run, &sha, "job-x").await.unwrap();
@@ -199,8 +211,12 @@ async fn mark_processing_records_the_job_counts_an_attempt_and_drops_the_claim(
 
 #[rstest]
 #[tokio::test]
-async fn mark_processing_is_refused_unless_uploading(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn mark_processing_is_refused_unless_uploading(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     for (run, sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Uploading]).await {
         assert_claim_refused(
             t.ledger.mark_processing(run, &sha, "job").await,
@@ -215,9 +231,11 @@ async fn mark_processing_is_refused_unless_uploading(#[values(Backend::Sqlite)] 
 #[rstest]
 #[tokio::test]
 async fn mark_done_records_the_result_and_clears_the_last_error(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (_, sha) = image_in(&t.ledger, 1, ImageStatus::Failed).await;
     t.ledger.requeue(None).await.unwrap();
     let run = t
@@ -258,8 +276,12 @@ async fn mark_done_records_the_result_and_clears_the_last_error(
 
 #[rstest]
 #[tokio::test]
-async fn mark_done_is_refused_unless_processing(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn mark_done_is_refused_unless_processing(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     for (_, sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Processing]).await {
         assert_refused(
             t.ledger.mark_done(&sha, &done_record(0)).await,
@@ -274,9 +296,11 @@ async fn mark_done_is_refused_unless_processing(#[values(Backend::Sqlite)] backe
 #[rstest]
 #[tokio::test]
 async fn a_failed_upload_counts_an_attempt_and_records_the_error(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, sha) = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
 
     t.ledger
@@ -295,8 +319,12 @@ async fn a_failed_upload_counts_an_attempt_and_records_the_error(
 
 #[rstest]
 #[tokio::test]
-async fn a_failed_job_is_not_counted_twice(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn a_failed_job_is_not_counted_twice(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, sha) = image_in(&t.ledger, 1, ImageStatus::Processing).await;
     let failure = eraser_store::Failure {
         code: None,
@@ -314,9 +342,11 @@ async fn a_failed_job_is_not_counted_twice(#[values(Backend::Sqlite)] backend: B
 #[rstest]
 #[tokio::test]
 async fn mark_failed_is_refused_unless_uploading_or_processing(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let allowed = [ImageStatus::Uploading, ImageStatus::Processing];
     for (run, sha, from) in images_not_in(&t.ledger, 100, &allowed).await {
         assert_claim_refused(
@@ -332,9 +362,11 @@ async fn mark_failed_is_refused_unless_uploading_or_processing(
 #[rstest]
 #[tokio::test]
 async fn release_claim_returns_the_image_to_new_without_an_attempt(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, sha) = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
 
     t.ledger.release_claim(run, &sha).await.unwrap();
@@ -348,8 +380,12 @@ async fn release_claim_returns_the_image_to_new_without_an_attempt(
 
 #[rstest]
 #[tokio::test]
-async fn release_claim_is_refused_unless_uploading(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn release_claim_is_refused_unless_uploading(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     for (run, sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Uploading]).await {
         assert_claim_refused(t.ledger.release_claim(run, &sha).await, &sha, from, "new");
         assert_eq!(status_of(&t.ledger, &sha).await, from);
@@ -374,9 +410,11 @@ async fn claim_taken_back(t: &crate::support::TestLedger) -> (RunId, Sha256) {
 #[rstest]
 #[tokio::test]
 async fn a_claim_recover_took_back_and_another_run_claimed_is_lost_to_its_first_holder(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (presumed_dead, sha) = claim_taken_back(&t).await;
     let other = t
         .ledger
@@ -413,9 +451,11 @@ async fn a_claim_recover_took_back_and_another_run_claimed_is_lost_to_its_first_
 #[rstest]
 #[tokio::test]
 async fn a_claim_recover_took_back_is_lost_even_before_another_run_claims_it(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (presumed_dead, sha) = claim_taken_back(&t).await;
 
     assert_claim_lost(
@@ -432,9 +472,11 @@ async fn a_claim_recover_took_back_is_lost_even_before_another_run_claims_it(
 #[rstest]
 #[tokio::test]
 async fn requeue_without_a_list_puts_every_failed_image_back_to_new(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let failed = [
         image_in(&t.ledger, 1, ImageStatus::Failed).await.1,
         image_in(&t.ledger, 2, ImageStatus::Failed).await.1,
@@ -452,9 +494,11 @@ async fn requeue_without_a_list_puts_every_failed_image_back_to_new(
 #[rstest]
 #[tokio::test]
 async fn requeue_of_a_list_moves_only_its_failed_images(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (_, chosen) = image_in(&t.ledger, 1, ImageStatus::Failed).await;
     let (_, other) = image_in(&t.ledger, 2, ImageStatus::Failed).await;
     let (_, processing) = image_in(&t.ledger, 3, ImageStatus::Processing).await;
@@ -487,9 +531,11 @@ async fn timed_out(ledger: &Ledger, n: u64) -> Sha256 {
 #[rstest]
 #[tokio::test]
 async fn retry_failed_puts_a_timed_out_job_back_to_processing_with_its_job_id(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let sha = timed_out(&t.ledger, 1).await;
 
     let retried = t.ledger.retry_failed(None).await.unwrap();
@@ -503,9 +549,11 @@ async fn retry_failed_puts_a_timed_out_job_back_to_processing_with_its_job_id(
 #[rstest]
 #[tokio::test]
 async fn retry_failed_puts_images_the_service_failed_or_never_accepted_back_to_new(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (run, job_failed) = image_in(&t.ledger, 1, ImageStatus::Processing).await;
     t.ledger
         .mark_failed(run, &job_failed, &failure(300_010))
@@ -523,9 +571,11 @@ async fn retry_failed_puts_images_the_service_failed_or_never_accepted_back_to_n
 #[rstest]
 #[tokio::test]
 async fn retry_failed_of_a_list_moves_only_its_images_each_the_right_way(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let polled = timed_out(&t.ledger, 1).await;
     let (_, uploaded) = image_in(&t.ledger, 2, ImageStatus::Failed).await;
     let untouched = timed_out(&t.ledger, 3).await;
@@ -545,9 +595,11 @@ async fn retry_failed_of_a_list_moves_only_its_images_each_the_right_way(
 #[rstest]
 #[tokio::test]
 async fn an_upload_afresh_forgets_the_job_id_of_an_earlier_attempt(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (first, sha) = image_in(&t.ledger, 1, ImageStatus::Processing).await;
     t.ledger
         .mark_failed(first, &sha, &failure(300_010))
@@ -567,9 +619,11 @@ async fn an_upload_afresh_forgets_the_job_id_of_an_earlier_attempt(
 #[rstest]
 #[tokio::test]
 async fn reset_done_returns_the_image_to_new_without_its_result(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let (_, sha) = image_in(&t.ledger, 1, ImageStatus::Done).await;
 
     t.ledger.reset_done(&sha).await.unwrap();
@@ -588,8 +642,12 @@ async fn reset_done_returns_the_image_to_new_without_its_result(
 
 #[rstest]
 #[tokio::test]
-async fn reset_done_is_refused_unless_done(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn reset_done_is_refused_unless_done(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     for (_, sha, from) in images_not_in(&t.ledger, 100, &[ImageStatus::Done]).await {
         assert_refused(t.ledger.reset_done(&sha).await, &sha, from, "new");
         assert_eq!(status_of(&t.ledger, &sha).await, from);
@@ -598,8 +656,12 @@ async fn reset_done_is_refused_unless_done(#[values(Backend::Sqlite)] backend: B
 
 #[rstest]
 #[tokio::test]
-async fn a_transition_of_an_unknown_image_names_it(#[values(Backend::Sqlite)] backend: Backend) {
-    let t = fresh(backend).await;
+async fn a_transition_of_an_unknown_image_names_it(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     let sha = crate::support::sha(404);
 

@@ -65,9 +65,11 @@ async fn recorded(ledger: &Ledger, count: u64) {
 #[rstest]
 #[tokio::test]
 async fn a_complete_walk_makes_every_input_it_found_the_runs_without_recording_them(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     recorded(&t.ledger, 5).await;
 
     let (run, marked) = rescan(&t.ledger, 0..5).await;
@@ -84,9 +86,11 @@ async fn a_complete_walk_makes_every_input_it_found_the_runs_without_recording_t
 #[rstest]
 #[tokio::test]
 async fn inputs_a_complete_walk_did_not_find_are_marked_missing_and_are_not_the_runs(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     recorded(&t.ledger, 5).await;
     let run = t
         .ledger
@@ -113,9 +117,11 @@ async fn inputs_a_complete_walk_did_not_find_are_marked_missing_and_are_not_the_
 #[rstest]
 #[tokio::test]
 async fn a_missing_input_found_again_is_recorded_and_the_runs_again(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     recorded(&t.ledger, 3).await;
     let (first, _) = rescan(&t.ledger, 0..2).await;
     t.ledger.finish_run(first, "complete", "{}").await.unwrap();
@@ -139,9 +145,11 @@ async fn a_missing_input_found_again_is_recorded_and_the_runs_again(
 #[rstest]
 #[tokio::test]
 async fn an_input_another_run_recorded_before_the_walk_began_is_marked_missing_when_not_found(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     recorded(&t.ledger, 2).await;
     let other = t
         .ledger
@@ -162,9 +170,11 @@ async fn an_input_another_run_recorded_before_the_walk_began_is_marked_missing_w
 #[rstest]
 #[tokio::test]
 async fn an_input_another_run_recorded_after_the_walk_began_is_left_alone(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     recorded(&t.ledger, 2).await;
     let run = t
         .ledger
@@ -195,9 +205,11 @@ async fn an_input_another_run_recorded_after_the_walk_began_is_left_alone(
 #[rstest]
 #[tokio::test]
 async fn inputs_outside_the_walked_folders_are_neither_marked_nor_the_runs(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     recorded(&t.ledger, 2).await;
     let elsewhere = t
         .ledger
@@ -221,9 +233,11 @@ async fn inputs_outside_the_walked_folders_are_neither_marked_nor_the_runs(
 #[rstest]
 #[tokio::test]
 async fn an_input_unrecorded_by_a_rescan_was_last_seen_by_that_rescan(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     recorded(&t.ledger, 1).await;
     let before = t.ledger.input(&path(0)).await.unwrap().unwrap();
 
@@ -237,9 +251,11 @@ async fn an_input_unrecorded_by_a_rescan_was_last_seen_by_that_rescan(
 #[rstest]
 #[tokio::test]
 async fn a_finished_runs_walk_no_longer_counts_for_a_later_run(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     recorded(&t.ledger, 2).await;
     let (first, _) = rescan(&t.ledger, 0..2).await;
     t.ledger.finish_run(first, "complete", "{}").await.unwrap();
@@ -263,9 +279,11 @@ async fn a_finished_runs_walk_no_longer_counts_for_a_later_run(
 #[rstest]
 #[tokio::test]
 async fn a_missing_input_keeps_when_it_was_last_seen_and_by_which_run(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     recorded(&t.ledger, 2).await;
     let before = t.ledger.input(&path(1)).await.unwrap().unwrap();
 
@@ -284,9 +302,11 @@ async fn a_missing_input_keeps_when_it_was_last_seen_and_by_which_run(
 #[rstest]
 #[tokio::test]
 async fn a_folder_holds_inputs_only_when_one_lies_under_it(
-    #[values(Backend::Sqlite)] backend: Backend,
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let t = fresh(backend).await;
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
     let run = t.ledger.begin_run("test", Path::new("/out")).await.unwrap();
     record_in(&t.ledger, run, "/in", 0, 1).await;
     let scan = t.ledger.begin_scan(run).await.unwrap();

@@ -23,7 +23,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use eraser_store::{
-    ImageRow, ImageStatus, InputRow, Ledger, RejectKind, RejectedRow, Sha256, StatusCounts,
+    ImageRow, ImageStatus, InputRow, Ledger, Location, RejectKind, RejectedRow, Sha256,
+    StatusCounts,
 };
 use serde::Serialize;
 
@@ -73,24 +74,31 @@ pub async fn run(global: &GlobalArgs, cmd: LedgerCmd, env: &Environment) -> anyh
     Ok(status)
 }
 
-/// Opens the ledger at `path`, never creating one.
-async fn open_existing(path: &Path) -> anyhow::Result<Ledger> {
-    if !path.try_exists().unwrap_or(true) {
+/// Opens the ledger at `location`, never creating one.
+async fn open_existing(location: &Location) -> anyhow::Result<Ledger> {
+    let missing = match location {
+        Location::File(path) => !path.try_exists().unwrap_or(true),
+        Location::Postgres(_) => false,
+    };
+    if missing {
         return Err(UsageError(format!(
-            "no ledger at {}: `eraser run` creates it (or pass --ledger FILE / set ERASER_LEDGER)",
-            path.display()
+            "no ledger at {location}: `eraser run` creates it (or pass --ledger FILE|URL / set \
+             ERASER_LEDGER)"
         ))
         .into());
     }
-    Ledger::open_existing(&eraser_store::Location::file(path))
-        .await
-        .map_err(|e| {
-            LedgerUnavailable {
-                path: path.to_path_buf(),
-                cause: Box::new(e),
-            }
-            .into()
-        })
+    Ledger::open_existing(location).await.map_err(|e| match e {
+        eraser_store::Error::NotFound { .. } => UsageError(format!(
+            "no ledger at {location}: `eraser run` creates it (or pass --ledger FILE|URL / \
+                 set ERASER_LEDGER)"
+        ))
+        .into(),
+        e => LedgerUnavailable {
+            ledger: location.to_string(),
+            cause: Box::new(e),
+        }
+        .into(),
+    })
 }
 
 /// An image as one JSON object (paths lossily UTF-8).
@@ -253,7 +261,9 @@ mod tests {
     async fn missing_ledger_is_a_usage_error_and_is_not_created() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("none.db");
-        let err = open_existing(&path).await.expect_err("must fail");
+        let err = open_existing(&Location::file(&path))
+            .await
+            .expect_err("must fail");
         assert_eq!(crate::exit::code(&Err(err)), 2);
         assert!(!path.exists());
     }
