@@ -15,15 +15,10 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Regenerate the sqlx offline query data in .sqlx/ after changing a query or a migration.
+# Regenerate the sqlx offline query data in .sqlx/ (both backends) after changing a query or a
+# migration; starts its own throwaway PostgreSQL unless ERASER_TEST_POSTGRES names a server.
 sqlx-prepare:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    db=$(mktemp -d)/prepare.db
-    export DATABASE_URL="sqlite://$db" SQLX_OFFLINE=false
-    cargo sqlx database create
-    cargo sqlx migrate run --source migrations/sqlite
-    cargo sqlx prepare --workspace -- --all-targets
+    .ci/sqlx-prepare
 
 # Start the emulator and run eraser on a few generated images (ledger and output in ./demo).
 demo:
