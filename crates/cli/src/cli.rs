@@ -158,6 +158,12 @@ pub struct SettingFlags {
     /// 1ms to 30days [default: 2m] [env: ERASER_OUTAGE_TIMEOUT].
     #[arg(long, value_name = "DURATION", value_parser = flag(&settings::OUTAGE_TIMEOUT))]
     pub outage_timeout: Option<Duration>,
+    /// A run on another machine sharing the ledger that goes this long without a heartbeat is
+    /// presumed dead, and its claimed images are taken over (jobs it submitted are polled,
+    /// not uploaded again). Use the same lease on every machine. 10s to 1m 30s [default: 1m]
+    /// [env: ERASER_LEASE].
+    #[arg(long, value_name = "DURATION", value_parser = flag(&settings::LEASE))]
+    pub lease: Option<Duration>,
     /// Attempts per image within a run for failures that may pass on retry, 1 to 100
     /// [default: 3] [env: ERASER_MAX_ATTEMPTS].
     #[arg(long, value_name = "N", value_parser = flag(&settings::MAX_ATTEMPTS))]
@@ -413,6 +419,7 @@ mod tests {
             ("--download-concurrency", "9223372036854775807", "1 to 256"),
             ("--hash-threads", "4294967296", "0 to 256"),
             ("--outage-timeout", "0", "1ms to 30days"),
+            ("--lease", "5s", "10s to 1m 30s"),
             ("--job-timeout", "31days", "1ms to 30days"),
             ("--max-attempts", "101", "1 to 100"),
             ("--max-upload-bytes", "5GiB", "4294967296"),
@@ -473,6 +480,14 @@ mod tests {
             ("rate", span(&settings::RATE_RANGE)),
             ("job-timeout", timeouts.clone()),
             ("outage-timeout", timeouts),
+            (
+                "lease",
+                format!(
+                    "{} to {}",
+                    format_duration(*settings::LEASE_RANGE.start()),
+                    format_duration(*settings::LEASE_RANGE.end())
+                ),
+            ),
             ("max-attempts", span(&settings::MAX_ATTEMPTS_RANGE)),
             ("max-upload-bytes", span(&settings::MAX_UPLOAD_BYTES_RANGE)),
         ] {

@@ -49,6 +49,7 @@ macro_rules! on_backend {
 pub struct OpenOptions {
     pub(crate) create: bool,
     pub(crate) busy_timeout: Duration,
+    pub(crate) lease: Duration,
 }
 
 impl Default for OpenOptions {
@@ -56,12 +57,13 @@ impl Default for OpenOptions {
         Self {
             create: true,
             busy_timeout: Duration::from_secs(5),
+            lease: crate::DEFAULT_LEASE,
         }
     }
 }
 
 impl OpenOptions {
-    /// Creating a missing ledger file, a 5 s busy timeout.
+    /// Creating a missing ledger file, a 5 s busy timeout, the default lease.
     pub fn new() -> Self {
         Self::default()
     }
@@ -75,6 +77,13 @@ impl OpenOptions {
     /// How long to wait for another process's lock before failing with `Error::Busy`.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long a run on another machine may go without a heartbeat before it is presumed
+    /// dead (its claims taken back). Runs beat well within it (see [`Ledger::heartbeat`]).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
         self
     }
 
@@ -127,8 +136,8 @@ impl Ledger {
         on_backend!(self, b => b.begin_run(command, out_root).await)
     }
 
-    /// Refreshes the run's heartbeat. A live run must beat more often than the `stale_after`
-    /// other processes pass to [`Ledger::recover`], or its claims may be taken back.
+    /// Refreshes the run's heartbeat. A live run must beat well within the lease of the
+    /// others (every [`Ledger::heartbeat_every`]), or its claims may be taken back.
     pub async fn heartbeat(&self, run: RunId) -> Result<()> {
         on_backend!(self, b => b.heartbeat(run).await)
     }
@@ -139,10 +148,21 @@ impl Ledger {
     }
 
     /// `uploading` images claimed by dead runs go back to `new`, counted in `repeat_uploads`.
-    /// A run is dead when finished, when its heartbeat is older than `stale_after`, or when it
+    /// A run is dead when finished, when its heartbeat is older than the lease, or when it
     /// ran on this host and its process is gone. Returns how many were taken back.
-    pub async fn recover(&self, stale_after: Duration) -> Result<u64> {
-        on_backend!(self, b => b.recover(stale_after).await)
+    pub async fn recover(&self) -> Result<u64> {
+        on_backend!(self, b => b.recover().await)
+    }
+
+    /// How often a run beats: a sixth of the lease, at most 5 s, so that a few beats lost to a
+    /// busy database do not make a live run look dead.
+    pub fn heartbeat_every(&self) -> Duration {
+        (self.lease() / 6).min(Duration::from_secs(5))
+    }
+
+    /// The lease this handle judges other runs by.
+    pub fn lease(&self) -> Duration {
+        on_backend!(self, b => b.lease)
     }
 
     /// The product serial, generated once per ledger (UUID v4), race-safe across processes.

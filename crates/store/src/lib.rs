@@ -48,9 +48,10 @@ pub use location::{Location, PostgresUrl};
 pub use model::*;
 pub use scan::{Content, FoundInput, Listing, Lookup, Root, ScanBatch, ScanSession};
 
-/// A run whose heartbeat is older than this is dead (on other hosts; on the same host its pid
-/// is checked too): its claims can be taken back, and the ledger's format upgraded.
-pub const RUN_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+/// A run whose heartbeat is older than its lease is dead (on other hosts; on the same host its
+/// pid is checked too): its claims can be taken back, and the ledger's format upgraded. This is
+/// the lease unless [`OpenOptions::lease`] says otherwise.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

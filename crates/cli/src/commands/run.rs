@@ -4,10 +4,11 @@
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use eraser_api::Client;
-use eraser_store::{Ledger, Location};
+use eraser_store::{Ledger, Location, OpenOptions};
 
 use super::{flags, print_warnings, say, stdout};
 use crate::cli::{GlobalArgs, RunArgs};
@@ -22,7 +23,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyho
     let inputs = input_source(&args.inputs, args.null)?;
     check_out(&args.out)?;
 
-    let ledger = open_or_create(&cfg.ledger.value).await?;
+    let ledger = open_or_create(&cfg.ledger.value, cfg.lease.value).await?;
     let serial = match &cfg.product_serial {
         Some(serial) => serial.value.clone(),
         None => ledger
@@ -91,7 +92,7 @@ fn check_out(out: &Path) -> Result<(), UsageError> {
 }
 
 /// Opens the ledger, creating it (a file and its folder) when missing.
-async fn open_or_create(location: &Location) -> Result<Ledger, LedgerUnavailable> {
+async fn open_or_create(location: &Location, lease: Duration) -> Result<Ledger, LedgerUnavailable> {
     let unavailable = |cause: Box<dyn std::error::Error + Send + Sync>| LedgerUnavailable {
         ledger: location.to_string(),
         cause,
@@ -105,7 +106,9 @@ async fn open_or_create(location: &Location) -> Result<Ledger, LedgerUnavailable
             unavailable(format!("cannot create the ledger's folder {}: {e}", dir.display()).into())
         })?;
     }
-    Ledger::open(location)
+    OpenOptions::new()
+        .lease(lease)
+        .open(location)
         .await
         .map_err(|e| unavailable(Box::new(e)))
 }

@@ -160,6 +160,7 @@ pub struct Config {
     pub rate: Option<Sourced<f64>>,
     pub job_timeout: Sourced<Duration>,
     pub outage_timeout: Sourced<Duration>,
+    pub lease: Sourced<Duration>,
     pub max_attempts: Sourced<u32>,
     pub max_upload_bytes: Sourced<u64>,
     pub follow: Sourced<bool>,
@@ -230,6 +231,7 @@ impl Config {
         let job_timeout = layers.or_default(&JOB_TIMEOUT, f.job_timeout, DEFAULT_JOB_TIMEOUT)?;
         let outage_timeout =
             layers.or_default(&OUTAGE_TIMEOUT, f.outage_timeout, DEFAULT_OUTAGE_TIMEOUT)?;
+        let lease = layers.or_default(&LEASE, f.lease, DEFAULT_LEASE)?;
         let max_attempts =
             layers.or_default(&MAX_ATTEMPTS, f.max_attempts, DEFAULT_MAX_ATTEMPTS)?;
         let max_upload_bytes = layers.or_default(
@@ -273,6 +275,7 @@ impl Config {
             rate,
             job_timeout,
             outage_timeout,
+            lease,
             max_attempts,
             max_upload_bytes,
             follow,
@@ -684,7 +687,7 @@ mod tests {
     }
 
     /// A valid value of every setting, as text.
-    const SAMPLES: [(&str, &str); 17] = [
+    const SAMPLES: [(&str, &str); 18] = [
         ("api_base", "http://127.0.0.1:7"),
         ("ledger", "/x/l.db"),
         ("token", "tok-1"),
@@ -697,6 +700,7 @@ mod tests {
         ("rate", "2.5"),
         ("job_timeout", "90s"),
         ("outage_timeout", "1m"),
+        ("lease", "30s"),
         ("max_attempts", "4"),
         ("max_upload_bytes", "1MiB"),
         ("follow", "true"),

@@ -26,6 +26,9 @@ pub const RATE_RANGE: RangeInclusive<f64> = 0.001..=10_000.0;
 /// `--job-timeout` and `--outage-timeout`.
 pub const TIMEOUT_RANGE: RangeInclusive<Duration> =
     Duration::from_millis(1)..=Duration::from_secs(30 * 86_400);
+/// `--lease`: long enough for a few heartbeats (one every 5 s at most) to be lost, short
+/// enough that a dead machine's claims come back within a minute and a half.
+pub const LEASE_RANGE: RangeInclusive<Duration> = Duration::from_secs(10)..=Duration::from_secs(90);
 /// Attempts per image within a run.
 pub const MAX_ATTEMPTS_RANGE: RangeInclusive<u64> = 1..=100;
 /// The largest input uploaded, in bytes.
@@ -38,6 +41,7 @@ pub const DEFAULT_HASH_THREADS: usize = 0;
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_OUTAGE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+pub const DEFAULT_LEASE: Duration = eraser_store::DEFAULT_LEASE;
 
 pub static API_BASE: Setting<String> = Setting {
     key: "api_base",
@@ -136,6 +140,14 @@ pub static OUTAGE_TIMEOUT: Setting<Duration> = Setting {
     show: show::duration,
 };
 
+pub static LEASE: Setting<Duration> = Setting {
+    key: "lease",
+    env: "ERASER_LEASE",
+    flag: Some("--lease"),
+    parse: |raw| values::duration(raw, LEASE_RANGE),
+    show: show::duration,
+};
+
 pub static MAX_ATTEMPTS: Setting<u32> = Setting {
     key: "max_attempts",
     env: "ERASER_MAX_ATTEMPTS",
@@ -195,6 +207,7 @@ pub fn names() -> Vec<(&'static str, &'static str, Option<&'static str>)> {
         of(&RATE),
         of(&JOB_TIMEOUT),
         of(&OUTAGE_TIMEOUT),
+        of(&LEASE),
         of(&MAX_ATTEMPTS),
         of(&MAX_UPLOAD_BYTES),
         of(&FOLLOW),
@@ -305,6 +318,7 @@ mod tests {
         check(&RATE, raw, |r| r.is_finite() && RATE_RANGE.contains(r));
         check(&JOB_TIMEOUT, raw, |d| TIMEOUT_RANGE.contains(d));
         check(&OUTAGE_TIMEOUT, raw, |d| TIMEOUT_RANGE.contains(d));
+        check(&LEASE, raw, |d| LEASE_RANGE.contains(d));
         check(&API_BASE, raw, |url| url.starts_with("http"));
         check(&PRODUCT_SERIAL, raw, |s| !s.chars().any(char::is_control));
         check(&PRODUCT_CODE, raw, |s| !s.chars().any(char::is_control));

@@ -19,7 +19,7 @@ use super::limits::{Limiter, RateLimit, UploadWindow};
 use super::scan::InputError;
 use super::schedule::{Eta, Schedule};
 use super::stop::Stop;
-use super::{Options, RunEnd, STALE_AFTER};
+use super::{Options, RunEnd};
 use crate::progress::Counters;
 use crate::summary::FailureCount;
 
@@ -277,7 +277,7 @@ impl Coordinator {
             // Another run holds these: wait for it to get job ids, then poll them too; if it
             // died meanwhile, take its claims back and upload them here.
             if p.images.uploading > 0 {
-                let n = self.ledger.recover(STALE_AFTER).await?;
+                let n = self.ledger.recover().await?;
                 Counters::add(&self.counters.repeat_uploads, n);
             }
             self.adopt_in_flight().await?;

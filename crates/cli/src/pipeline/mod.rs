@@ -134,11 +134,6 @@ pub struct Outcome {
     pub summary: Summary,
 }
 
-/// A run whose heartbeat is older than this is dead (other hosts; same host checks the pid).
-pub(crate) const STALE_AFTER: Duration = eraser_store::RUN_STALE_AFTER;
-/// How often a run refreshes its heartbeat.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-
 /// Runs the pipeline to completion (or interruption).
 pub async fn run(
     ledger: &Ledger,
@@ -228,7 +223,7 @@ async fn begin(ledger: &Ledger, opts: &Options, counters: &Counters) -> anyhow::
         .await
         .context("registering the run in the ledger")?;
     let reclaimed = ledger
-        .recover(STALE_AFTER)
+        .recover()
         .await
         .context("recovering claims of dead runs")?;
     if reclaimed > 0 {
@@ -280,7 +275,7 @@ fn out_root(out: &std::path::Path, dry_run: bool) -> anyhow::Result<PathBuf> {
 fn spawn_heartbeat(ledger: Ledger, run: RunId) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(HEARTBEAT).await;
+            tokio::time::sleep(ledger.heartbeat_every()).await;
             if let Err(e) = ledger.heartbeat(run).await {
                 tracing::warn!("ledger heartbeat: {e}");
             }

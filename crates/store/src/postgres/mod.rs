@@ -33,6 +33,9 @@ pub(crate) struct Postgres {
     pool: PgPool,
     /// This machine's row.
     machine: i64,
+    /// How long a run may go without a heartbeat (in the database's clock) before it is
+    /// presumed dead.
+    pub(crate) lease: std::time::Duration,
 }
 
 impl Postgres {

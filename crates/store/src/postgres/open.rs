@@ -41,6 +41,7 @@ impl Postgres {
             name: Arc::from(name.as_str()),
             pool,
             machine: 0,
+            lease: opts.lease,
         };
         ledger.migrate(opts.create).await?;
         let machine = ledger.register_machine().await?;
@@ -116,7 +117,7 @@ impl Postgres {
             r#"select m.name as host, r.pid from runs as r join machines as m on m.id = r.machine
                where r.finished_at is null and r.heartbeat_at > now() - $1 * interval '1 second'
                limit 1"#,
-            crate::RUN_STALE_AFTER.as_secs_f64()
+            self.lease.as_secs_f64()
         )
         .fetch_optional(&self.pool)
         .await

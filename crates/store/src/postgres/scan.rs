@@ -159,7 +159,7 @@ impl Postgres {
         let marked = mark_missing(&mut tx, self.machine, run, found)
             .await
             .map_err(|e| self.db_err(e))?;
-        let stale = crate::RUN_STALE_AFTER.as_secs_f64();
+        let stale = self.lease.as_secs_f64();
         let finished = async {
             sqlx::query!(
                 "update run_roots set walked_at = now() where run = $1",

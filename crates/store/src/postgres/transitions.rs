@@ -4,7 +4,6 @@
 //! claim locks exactly the rows it takes.
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::{Postgres, path_bytes};
 use crate::liveness::process_exists;
@@ -263,9 +262,9 @@ impl Postgres {
     }
 
     /// `uploading` images claimed by dead runs go back to `new`, counted in `repeat_uploads`.
-    /// A run is dead when finished, when its heartbeat is older than the lease `stale_after`
+    /// A run is dead when finished, when its heartbeat is older than the lease
     /// in the database's clock, or when it ran on this machine and its process is gone.
-    pub(crate) async fn recover(&self, stale_after: Duration) -> Result<u64> {
+    pub(crate) async fn recover(&self) -> Result<u64> {
         // This machine's runs holding claims whose process is gone: a kill on this host is
         // known at once, without waiting for the lease.
         let local = sqlx::query!(
@@ -293,7 +292,7 @@ impl Postgres {
                                    where r.id = i.claimed_by and r.finished_at is null
                                      and r.heartbeat_at > now() - $2 * interval '1 second'))",
             &gone,
-            stale_after.as_secs_f64()
+            self.lease.as_secs_f64()
         )
         .execute(&self.pool)
         .await

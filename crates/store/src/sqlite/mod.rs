@@ -35,6 +35,8 @@ pub(crate) struct Sqlite {
     name: Arc<str>,
     read: SqlitePool,
     write: SqlitePool,
+    /// How long a run may go without a heartbeat before it is presumed dead.
+    pub(crate) lease: std::time::Duration,
 }
 
 impl Sqlite {

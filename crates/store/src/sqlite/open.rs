@@ -71,6 +71,7 @@ impl Sqlite {
             name: Arc::from(name),
             read,
             write,
+            lease: opts.lease,
         };
 
         ledger.ensure_wal(opts.busy_timeout).await?;
@@ -150,7 +151,7 @@ impl Sqlite {
         refuse_newer(&self.name, &applied)?;
         if !up_to_date(&applied) {
             if !applied.is_empty() {
-                refuse_live_runs(conn, &self.name).await?;
+                refuse_live_runs(conn, &self.name, self.lease).await?;
                 // A format change can rewrite a large ledger: say why the start is slow.
                 tracing::warn!(
                     "upgrading the ledger {} to its current format (once; a ledger of a \
@@ -194,7 +195,7 @@ fn check_file(path: &Path, name: &str, create: bool) -> Result<bool> {
 
 /// Refuses to change the format of a ledger that a live run is using: that run (of an older
 /// eraser, or the format would be current) would go on writing the old format.
-async fn refuse_live_runs(conn: &mut SqliteConnection, name: &str) -> Result<()> {
+async fn refuse_live_runs(conn: &mut SqliteConnection, name: &str, lease: Duration) -> Result<()> {
     let runs = sqlx::query!(
         r#"select host, pid, heartbeat_at as "heartbeat_at: DateTime<Utc>"
            from runs where finished_at is null"#
@@ -210,7 +211,7 @@ async fn refuse_live_runs(conn: &mut SqliteConnection, name: &str) -> Result<()>
             heartbeat_at: r.heartbeat_at,
             finished: false,
         };
-        if !run.is_dead(&host, now, crate::RUN_STALE_AFTER) {
+        if !run.is_dead(&host, now, lease) {
             return Err(Error::InUseByOlder {
                 ledger: name.to_owned(),
                 pid: run.pid,

@@ -236,7 +236,7 @@ impl Sqlite {
         .await
         .map_err(|e| self.db_err(e))?;
         // Earlier walks of the same roots by runs that are over: this one says all they said.
-        let stale = text_before(crate::RUN_STALE_AFTER);
+        let stale = text_before(self.lease);
         sqlx::query!(
             "delete from run_roots
              where run <> ?1

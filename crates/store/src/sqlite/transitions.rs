@@ -6,7 +6,6 @@
 //! a job that fails later (`mark_failed` from `processing`) was already counted.
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -352,7 +351,7 @@ impl Sqlite {
     ///
     /// Liveness is judged under the write lock, so a heartbeat cannot slip in between the
     /// judgement and the update.
-    pub(crate) async fn recover(&self, stale_after: Duration) -> Result<u64> {
+    pub(crate) async fn recover(&self) -> Result<u64> {
         let (host, now) = (this_host(), now_text());
         let judged_at = Utc::now();
         let mut tx = self.begin_write().await?;
@@ -374,7 +373,7 @@ impl Sqlite {
                 heartbeat_at: run.heartbeat_at,
                 finished: run.finished,
             };
-            if !liveness.is_dead(&host, judged_at, stale_after) {
+            if !liveness.is_dead(&host, judged_at, self.lease) {
                 continue;
             }
             reclaimed += sqlx::query!(

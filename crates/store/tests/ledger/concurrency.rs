@@ -125,13 +125,12 @@ async fn recover_leaves_a_live_processs_claims_alone_and_takes_them_once_it_is_k
     };
     let mut child = ChildProcess::spawn("hold", &t.location, &[(FIRST, "0".into())]);
     assert_eq!(child.wait_for("claimed"), "50");
-    let stale_after = Duration::from_secs(60);
 
-    assert_eq!(t.ledger.recover(stale_after).await.unwrap(), 0);
+    assert_eq!(t.ledger.recover().await.unwrap(), 0);
     assert_eq!(t.ledger.status_counts().await.unwrap().uploading, 50);
 
     child.kill();
-    assert_eq!(t.ledger.recover(stale_after).await.unwrap(), 50);
+    assert_eq!(t.ledger.recover().await.unwrap(), 50);
     let counts = t.ledger.status_counts().await.unwrap();
     assert_eq!((counts.uploading, counts.new), (0, 50));
     let row = t

@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use eraser_store::{Error, ImageStatus, Ledger, RunId, Sha256};
+use eraser_store::{Error, ImageStatus, Ledger, OpenOptions, RunId, Sha256};
 use rstest::rstest;
 
 use crate::support::{
@@ -9,9 +9,7 @@ use crate::support::{
     set_run_pid, status_of,
 };
 
-const STALE: Duration = Duration::from_secs(60);
-
-/// A heartbeat older than [`STALE`].
+/// A heartbeat older than the default lease.
 const LONG_AGO: i64 = 3600;
 
 /// A run with `n` claimed images; returns the run and the claimed hashes.
@@ -36,7 +34,7 @@ async fn a_live_runs_claims_are_left_alone(
     };
     let (run, shas) = run_with_claims(&t.ledger, 0, 3).await;
 
-    assert_eq!(t.ledger.recover(STALE).await.unwrap(), 0);
+    assert_eq!(t.ledger.recover().await.unwrap(), 0);
 
     for sha in &shas {
         let row = t.ledger.image(sha).await.unwrap().unwrap();
@@ -58,7 +56,7 @@ async fn claims_of_a_finished_run_go_back_to_new_as_possible_repeat_uploads(
     let (run, shas) = run_with_claims(&t.ledger, 0, 3).await;
     t.ledger.finish_run(run, "interrupted", "{}").await.unwrap();
 
-    assert_eq!(t.ledger.recover(STALE).await.unwrap(), 3);
+    assert_eq!(t.ledger.recover().await.unwrap(), 3);
 
     for sha in &shas {
         let row = t.ledger.image(sha).await.unwrap().unwrap();
@@ -83,7 +81,7 @@ async fn claims_of_a_run_whose_process_is_gone_from_this_host_are_taken_back(
     gone.wait().unwrap();
     set_run_pid(&t, run, i64::from(pid)).await;
 
-    assert_eq!(t.ledger.recover(STALE).await.unwrap(), 2);
+    assert_eq!(t.ledger.recover().await.unwrap(), 2);
 
     assert_eq!(status_of(&t.ledger, &shas[0]).await, ImageStatus::New);
 }
@@ -99,7 +97,7 @@ async fn a_stale_heartbeat_counts_as_dead_even_with_a_live_pid(
     let (run, shas) = run_with_claims(&t.ledger, 0, 1).await;
     age_heartbeat(&t, run, LONG_AGO).await;
 
-    assert_eq!(t.ledger.recover(STALE).await.unwrap(), 1);
+    assert_eq!(t.ledger.recover().await.unwrap(), 1);
 
     assert_eq!(status_of(&t.ledger, &shas[0]).await, ImageStatus::New);
 }
@@ -116,11 +114,37 @@ async fn another_hosts_run_is_trusted_until_its_heartbeat_goes_stale(
     set_run_host(&t, run, "elsewhere.invalid").await;
     set_run_pid(&t, run, 1).await;
 
-    assert_eq!(t.ledger.recover(STALE).await.unwrap(), 0);
+    assert_eq!(t.ledger.recover().await.unwrap(), 0);
     assert_eq!(status_of(&t.ledger, &shas[0]).await, ImageStatus::Uploading);
 
     age_heartbeat(&t, run, LONG_AGO).await;
-    assert_eq!(t.ledger.recover(STALE).await.unwrap(), 1);
+    assert_eq!(t.ledger.recover().await.unwrap(), 1);
+    assert_eq!(status_of(&t.ledger, &shas[0]).await, ImageStatus::New);
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_shorter_lease_presumes_a_silent_run_dead_sooner(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
+    let (run, shas) = run_with_claims(&t.ledger, 0, 1).await;
+    set_run_host(&t, run, "elsewhere.invalid").await;
+    age_heartbeat(&t, run, 30).await;
+    assert_eq!(
+        t.ledger.recover().await.unwrap(),
+        0,
+        "within the default lease"
+    );
+
+    let short = OpenOptions::new()
+        .lease(Duration::from_secs(20))
+        .open(&t.location)
+        .await
+        .unwrap();
+    assert_eq!(short.recover().await.unwrap(), 1);
     assert_eq!(status_of(&t.ledger, &shas[0]).await, ImageStatus::New);
 }
 
@@ -137,7 +161,7 @@ async fn a_heartbeat_keeps_a_run_fresh(
 
     t.ledger.heartbeat(run).await.unwrap();
 
-    assert_eq!(t.ledger.recover(STALE).await.unwrap(), 0);
+    assert_eq!(t.ledger.recover().await.unwrap(), 0);
     assert_eq!(status_of(&t.ledger, &shas[0]).await, ImageStatus::Uploading);
 }
 
@@ -152,7 +176,7 @@ async fn claims_of_a_run_no_longer_registered_are_taken_back(
     let (run, shas) = run_with_claims(&t.ledger, 0, 2).await;
     delete_run_behind_the_ledgers_back(&t, run).await;
 
-    assert_eq!(t.ledger.recover(STALE).await.unwrap(), 2);
+    assert_eq!(t.ledger.recover().await.unwrap(), 2);
 
     assert_eq!(status_of(&t.ledger, &shas[1]).await, ImageStatus::New);
 }
@@ -172,7 +196,7 @@ async fn processing_images_stay_to_be_polled(
         .unwrap();
     t.ledger.finish_run(run, "interrupted", "{}").await.unwrap();
 
-    assert_eq!(t.ledger.recover(STALE).await.unwrap(), 0);
+    assert_eq!(t.ledger.recover().await.unwrap(), 0);
 
     assert_eq!(
         status_of(&t.ledger, &shas[0]).await,

@@ -397,13 +397,7 @@ async fn release_claim_is_refused_unless_uploading(
 async fn claim_taken_back(t: &crate::support::TestLedger) -> (RunId, Sha256) {
     let (run, sha) = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
     age_heartbeat(t, run, 3600).await;
-    assert_eq!(
-        t.ledger
-            .recover(std::time::Duration::from_secs(60))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(t.ledger.recover().await.unwrap(), 1);
     (run, sha)
 }
 

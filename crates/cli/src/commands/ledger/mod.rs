@@ -19,12 +19,13 @@ mod verify;
 use std::borrow::Cow;
 use std::io::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use eraser_store::{
-    ImageRow, ImageStatus, InputRow, Ledger, Location, RejectKind, RejectedRow, Sha256,
-    StatusCounts,
+    ImageRow, ImageStatus, InputRow, Ledger, Location, OpenOptions, RejectKind, RejectedRow,
+    Sha256, StatusCounts,
 };
 use serde::Serialize;
 
@@ -41,7 +42,7 @@ const STDOUT: &str = "writing to stdout";
 pub async fn run(global: &GlobalArgs, cmd: LedgerCmd, env: &Environment) -> anyhow::Result<Status> {
     let cfg = Config::resolve(&flags(global, None), env)?;
     print_warnings(&cfg, global.quiet);
-    let ledger = open_existing(&cfg.ledger.value).await?;
+    let ledger = open_existing(&cfg.ledger.value, cfg.lease.value).await?;
     let mut out = stdout();
     let status = match cmd {
         LedgerCmd::Status { json } => status::status(&ledger, json, &mut out).await?,
@@ -75,7 +76,7 @@ pub async fn run(global: &GlobalArgs, cmd: LedgerCmd, env: &Environment) -> anyh
 }
 
 /// Opens the ledger at `location`, never creating one.
-async fn open_existing(location: &Location) -> anyhow::Result<Ledger> {
+async fn open_existing(location: &Location, lease: Duration) -> anyhow::Result<Ledger> {
     let missing = match location {
         Location::File(path) => !path.try_exists().unwrap_or(true),
         Location::Postgres(_) => false,
@@ -87,7 +88,12 @@ async fn open_existing(location: &Location) -> anyhow::Result<Ledger> {
         ))
         .into());
     }
-    Ledger::open_existing(location).await.map_err(|e| match e {
+    let opened = OpenOptions::new()
+        .create(false)
+        .lease(lease)
+        .open(location)
+        .await;
+    opened.map_err(|e| match e {
         eraser_store::Error::NotFound { .. } => UsageError(format!(
             "no ledger at {location}: `eraser run` creates it (or pass --ledger FILE|URL / \
                  set ERASER_LEDGER)"
@@ -261,7 +267,7 @@ mod tests {
     async fn missing_ledger_is_a_usage_error_and_is_not_created() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("none.db");
-        let err = open_existing(&Location::file(&path))
+        let err = open_existing(&Location::file(&path), eraser_store::DEFAULT_LEASE)
             .await
             .expect_err("must fail");
         assert_eq!(crate::exit::code(&Err(err)), 2);
