@@ -10,7 +10,8 @@
 //! | 2    | usage or configuration error (clap's own usage errors also exit 2); a ledger |
 //! |      | that cannot be opened or used (missing, corrupt, newer, read-only, locked)   |
 //! | 3    | stopped early: the service refuses work (credits, quota, serial, auth) or    |
-//! |      | cannot be reached (uploads unanswered even after retries)                    |
+//! |      | cannot be reached (uploads unanswered even after retries), or the ledger's   |
+//! |      | database cannot be reached (for --outage-timeout mid-run, or at the start)   |
 //! | 129  | stopped by SIGHUP (terminal closed), handled like Ctrl-C                     |
 //! | 130  | interrupted by Ctrl-C (rerun the same command to resume)                     |
 //! | 143  | stopped by SIGTERM, handled like Ctrl-C                                      |
@@ -65,6 +66,7 @@ pub fn code(result: &anyhow::Result<Status>) -> u8 {
         Ok(Status::Refused) => 3,
         Ok(Status::Interrupted(signal)) => signal.exit_code(),
         Err(e) if is_broken_pipe(e) => 0,
+        Err(e) if is_unreachable_ledger(e) => 3,
         Err(e) if is_usage(e) => 2,
         Err(_) => 1,
     }
@@ -108,6 +110,21 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
         cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// True when the ledger's database could not be reached (a server down, the network cut):
+/// nothing to fix, run again later.
+fn is_unreachable_ledger(e: &anyhow::Error) -> bool {
+    let unreachable = |s: &eraser_store::Error| s.kind() == eraser_store::ErrorKind::Unavailable;
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<eraser_store::Error>()
+            .is_some_and(unreachable)
+            || cause
+                .downcast_ref::<LedgerUnavailable>()
+                .and_then(|l| l.cause.downcast_ref::<eraser_store::Error>())
+                .is_some_and(unreachable)
     })
 }
 
@@ -191,6 +208,21 @@ mod tests {
             2
         );
         assert_eq!(code(&Err(anyhow::Error::new(busy))), 2);
+    }
+
+    #[test]
+    fn a_ledger_database_that_cannot_be_reached_is_3() {
+        let unreachable = || eraser_store::Error::Unavailable {
+            ledger: "postgres://h/db".into(),
+            detail: "connection refused".into(),
+        };
+        let mid_run = anyhow::Error::new(unreachable()).context("recording job j-1");
+        let at_open = anyhow::Error::new(LedgerUnavailable {
+            ledger: "postgres://h/db".into(),
+            cause: Box::new(unreachable()),
+        });
+        assert_eq!(code(&Err(mid_run)), 3);
+        assert_eq!(code(&Err(at_open)), 3);
     }
 
     #[test]

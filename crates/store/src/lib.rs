@@ -35,6 +35,7 @@ mod ledger;
 mod liveness;
 mod location;
 mod model;
+mod patience;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod rows;

@@ -23,7 +23,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyho
     let inputs = input_source(&args.inputs, args.null)?;
     check_out(&args.out)?;
 
-    let ledger = open_or_create(&cfg.ledger.value, cfg.lease.value).await?;
+    let ledger = open_or_create(&cfg, cfg.lease.value).await?;
     let serial = match &cfg.product_serial {
         Some(serial) => serial.value.clone(),
         None => ledger
@@ -51,6 +51,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyho
         anonymous_names: cfg.anonymous.value,
         max_attempts: cfg.max_attempts.value,
         max_upload_bytes: client.max_upload_bytes(),
+        unrecorded_dir: env.unrecorded_jobs_dir(),
         progress: !global.quiet,
         command_line: recorded_command_line(std::env::args_os()),
     };
@@ -92,7 +93,8 @@ fn check_out(out: &Path) -> Result<(), UsageError> {
 }
 
 /// Opens the ledger, creating it (a file and its folder) when missing.
-async fn open_or_create(location: &Location, lease: Duration) -> Result<Ledger, LedgerUnavailable> {
+async fn open_or_create(cfg: &Config, lease: Duration) -> Result<Ledger, LedgerUnavailable> {
+    let location = &cfg.ledger.value;
     let unavailable = |cause: Box<dyn std::error::Error + Send + Sync>| LedgerUnavailable {
         ledger: location.to_string(),
         cause,
@@ -106,8 +108,10 @@ async fn open_or_create(location: &Location, lease: Duration) -> Result<Ledger, 
             unavailable(format!("cannot create the ledger's folder {}: {e}", dir.display()).into())
         })?;
     }
+    // A database that cannot be reached mid-run is waited for as long as the service would be.
     OpenOptions::new()
         .lease(lease)
+        .wait_for_database(cfg.outage_timeout.value)
         .open(location)
         .await
         .map_err(|e| unavailable(Box::new(e)))

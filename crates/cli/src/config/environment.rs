@@ -49,6 +49,13 @@ impl Environment {
         (self.vars)(name).filter(|v| !v.is_empty())
     }
 
+    /// `<data dir>/eraser/unrecorded`: job ids a run could not record in the ledger when they
+    /// arrived, kept until a run can (see the pipeline's `unrecorded.rs`).
+    pub fn unrecorded_jobs_dir(&self) -> Option<PathBuf> {
+        let ledger = self.default_ledger().ok()?;
+        Some(ledger.parent()?.join("unrecorded"))
+    }
+
     /// `<data dir>/eraser/ledger.db`, else `~/.local/share/eraser/ledger.db`: one ledger per
     /// user so deduplication spans every batch.
     pub fn default_ledger(&self) -> Result<PathBuf, ConfigError> {

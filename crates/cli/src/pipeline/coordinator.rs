@@ -19,6 +19,7 @@ use super::limits::{Limiter, RateLimit, UploadWindow};
 use super::scan::InputError;
 use super::schedule::{Eta, Schedule};
 use super::stop::Stop;
+use super::unrecorded::Unrecorded;
 use super::{Options, RunEnd};
 use crate::progress::Counters;
 use crate::summary::FailureCount;
@@ -103,6 +104,8 @@ pub(super) struct Coordinator {
     pub exhausted: bool,
     /// Inputs hashed again this run because they changed before their upload (once each).
     pub rehashed: HashSet<std::path::PathBuf>,
+    /// Job ids received while the ledger could not be reached, until it records them.
+    pub unrecorded: Unrecorded,
 }
 
 impl Coordinator {
@@ -146,6 +149,7 @@ impl Coordinator {
             given_up: HashSet::new(),
             exhausted: false,
             rehashed: HashSet::new(),
+            unrecorded: Unrecorded::new(opts.unrecorded_dir.as_deref(), ledger, run),
             opts,
         }
     }

@@ -22,6 +22,7 @@ mod poll;
 mod scan;
 mod schedule;
 mod stop;
+mod unrecorded;
 mod upload;
 mod walk;
 
@@ -85,6 +86,9 @@ pub struct Options {
     pub max_attempts: u32,
     /// Largest input uploaded; larger ones are reported before any upload.
     pub max_upload_bytes: u64,
+    /// Where job ids the ledger cannot take when they arrive are kept until it can (`None`:
+    /// no data folder; they are only logged).
+    pub unrecorded_dir: Option<PathBuf>,
     /// Show progress (bars on a TTY, plain lines otherwise); false with --quiet.
     pub progress: bool,
     /// The command line, recorded with the run.
@@ -179,7 +183,17 @@ pub async fn run(
         started,
     )
     .await;
-    let scan_errors = work.drive(scan, &recorded, &stop).await?;
+    let scan_errors = match work.drive(scan, &recorded, &stop).await {
+        Ok(errors) => errors,
+        Err(e) if work.unrecorded.count() > 0 => {
+            return Err(e.context(format!(
+                "{} job id(s) the ledger could not take are kept in {}: the next run records                  them before uploading anything",
+                work.unrecorded.count(),
+                work.unrecorded.shown()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
 
     // Every input of this run gets its output, or is reported (a dry run writes nothing, and a
     // stopped run leaves the rest to the next).
@@ -222,6 +236,9 @@ async fn begin(ledger: &Ledger, opts: &Options, counters: &Counters) -> anyhow::
         .begin_run(&opts.command_line, &opts.out)
         .await
         .context("registering the run in the ledger")?;
+    // Before any claim is taken back: a kept job id keeps its image from being uploaded again.
+    let repeats = unrecorded::record_kept(opts.unrecorded_dir.as_deref(), ledger).await?;
+    Counters::add(&counters.repeat_uploads, repeats);
     let reclaimed = ledger
         .recover()
         .await

@@ -16,6 +16,7 @@ use eraser_store::{Claim, Content, FoundInput, ScanBatch};
 use super::RunEnd;
 use super::coordinator::{Coordinator, Event, Job, JobTask};
 use super::fingerprint;
+use super::unrecorded::{Entry, Unrecorded};
 use crate::progress::Counters;
 
 /// A create-job's answer, with the recording of its job id.
@@ -87,6 +88,7 @@ impl Coordinator {
         let anonymous = self.opts.anonymous_names;
         let counters = Arc::clone(&self.counters);
         let ledger = self.ledger.clone();
+        let unrecorded = self.unrecorded.clone();
         let run = self.run;
         self.tasks.spawn(async move {
             if let Some(rate) = rate {
@@ -126,9 +128,7 @@ impl Coordinator {
             if let Ok(job_id) = &result {
                 Counters::add(&counters.uploads, 1);
                 Counters::add(&counters.bytes_uploaded, claim.size);
-                recorded = ledger
-                    .mark_processing(run, &claim.sha256, job_id.as_str())
-                    .await;
+                recorded = record_job(&ledger, &unrecorded, run, &claim, job_id).await;
             }
             Event::Uploaded(Uploaded {
                 claim,
@@ -229,6 +229,13 @@ impl Coordinator {
                 );
                 Counters::add(&self.counters.repeat_uploads, 1);
                 return Ok(());
+            }
+            Err(e) if e.kind() == eraser_store::ErrorKind::Unavailable => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "recording job {job_id} for {} (kept in {}: the next run records it)",
+                    claim.source_path.display(),
+                    self.unrecorded.shown()
+                )));
             }
             Err(e) => {
                 return Err(anyhow::Error::new(e).context(format!(
@@ -376,6 +383,39 @@ impl Coordinator {
         self.exhausted = false;
         Ok(())
     }
+}
+
+/// Records a job id the moment it arrives. When the ledger cannot be reached, the id is kept
+/// on disk first (see `unrecorded.rs`), then recorded once the ledger answers.
+async fn record_job(
+    ledger: &eraser_store::Ledger,
+    unrecorded: &Unrecorded,
+    run: eraser_store::RunId,
+    claim: &Claim,
+    job_id: &JobId,
+) -> Result<(), eraser_store::Error> {
+    let unreachable = |r: &Result<(), eraser_store::Error>| matches!(r, Err(e) if e.kind() == eraser_store::ErrorKind::Unavailable);
+    let sha = &claim.sha256;
+    let first = ledger
+        .without_waiting()
+        .mark_processing(run, sha, job_id.as_str())
+        .await;
+    if !unreachable(&first) {
+        return first;
+    }
+    unrecorded
+        .keep(Entry {
+            sha256: sha.to_string(),
+            job_id: job_id.as_str().to_owned(),
+            run: run.0,
+            input: claim.source_path.clone(),
+        })
+        .await;
+    let waited = ledger.mark_processing(run, sha, job_id.as_str()).await;
+    if !unreachable(&waited) {
+        unrecorded.recorded(sha).await;
+    }
+    waited
 }
 
 /// The English message of an API refusal.

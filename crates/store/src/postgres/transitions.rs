@@ -104,8 +104,25 @@ impl Postgres {
         .execute(&self.pool)
         .await
         .map_err(|e| self.db_err(e))?;
+        if done.rows_affected() == 0 && self.holds_job(sha, job_id).await? {
+            // Recorded by an earlier try whose reply the network lost.
+            return Ok(());
+        }
         self.expect_claim_moved(done.rows_affected(), sha, ImageStatus::Processing)
             .await
+    }
+
+    /// Whether the image is `processing` under this job id.
+    async fn holds_job(&self, sha: &Sha256, job_id: &str) -> Result<bool> {
+        sqlx::query_scalar!(
+            r#"select exists (select 1 from images
+                              where sha256 = $1 and status = 'processing' and job_id = $2) as "held!""#,
+            &sha.0[..],
+            job_id
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))
     }
 
     /// `processing` → `done`; the stored result is on this machine.

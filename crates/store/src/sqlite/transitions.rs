@@ -117,8 +117,26 @@ impl Sqlite {
         .await;
         self.end_durable(conn).await;
         let done = done.map_err(|e| self.db_err(e))?;
+        if done.rows_affected() == 0 && self.holds_job(sha, job_id).await? {
+            // The same job id recorded again (as the shared backend allows after a lost reply).
+            return Ok(());
+        }
         self.expect_claim_moved(done.rows_affected(), sha, ImageStatus::Processing)
             .await
+    }
+
+    /// Whether the image is `processing` under this job id.
+    async fn holds_job(&self, sha: &Sha256, job_id: &str) -> Result<bool> {
+        let key = &sha.0[..];
+        sqlx::query_scalar!(
+            r#"select exists (select 1 from images
+                              where sha256 = ?1 and status = 'processing' and job_id = ?2) as "held!: bool""#,
+            key,
+            job_id
+        )
+        .fetch_one(&self.write)
+        .await
+        .map_err(|e| self.db_err(e))
     }
 
     /// `processing` → `done`, recording the result and clearing any earlier error.

@@ -211,6 +211,25 @@ async fn mark_processing_records_the_job_counts_an_attempt_and_drops_the_claim(
 
 #[rstest]
 #[tokio::test]
+async fn recording_the_same_job_id_again_changes_nothing(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
+    let (run, sha) = image_in(&t.ledger, 1, ImageStatus::Uploading).await;
+    t.ledger.mark_processing(run, &sha, "job-x").await.unwrap();
+
+    // As after a reply lost on the way back: the second try finds its own record.
+    t.ledger.mark_processing(run, &sha, "job-x").await.unwrap();
+
+    let row = t.ledger.image(&sha).await.unwrap().unwrap();
+    assert_eq!((row.status, row.attempts), (ImageStatus::Processing, 1));
+    assert!(t.ledger.mark_processing(run, &sha, "job-y").await.is_err());
+}
+
+#[rstest]
+#[tokio::test]
 async fn mark_processing_is_refused_unless_uploading(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
