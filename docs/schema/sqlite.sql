@@ -40,7 +40,7 @@ CREATE TABLE images (
     raw_response   text,
     created_at     text    not null,
     updated_at     text    not null
-);
+, job_run integer references runs (id) on delete set null, done_at text);
 
 CREATE TABLE inputs (
     path           blob    not null primary key,
@@ -114,6 +114,10 @@ CREATE TABLE runs (
 , out_root blob);
 
 CREATE INDEX images_claimed_by on images (claimed_by) where claimed_by is not null;
+
+CREATE INDEX images_done_at on images (done_at) where done_at is not null;
+
+CREATE INDEX images_in_flight_by_run on images (job_run) where status = 'processing';
 
 CREATE INDEX images_job_id on images (job_id) where job_id is not null;
 

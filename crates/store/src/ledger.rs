@@ -14,8 +14,8 @@ use crate::scan::{FoundInputs, ScanSession, VersionStep};
 #[cfg(feature = "sqlite")]
 use crate::sqlite::Sqlite;
 use crate::{
-    Claim, ConsistencyReport, CreditsUsed, DoneRecord, Failure, FailureGroup, ImageRow,
-    ImageStatus, InFlight, InputCounts, InputRow, InputState, Listing, Location, Lookup,
+    Claim, ConsistencyReport, CreditsUsed, DoneRecord, Failure, FailureGroup, HostActivity,
+    ImageRow, ImageStatus, InFlight, InputCounts, InputRow, InputState, Listing, Location, Lookup,
     RejectKind, RejectedRow, Result, Retried, RunId, RunProgress, ScanBatch, Sha256, StatusCounts,
 };
 
@@ -385,6 +385,12 @@ impl Ledger {
     /// Failed images grouped by error code, largest group first, with one message of each.
     pub async fn failure_groups(&self) -> Result<Vec<FailureGroup>> {
         patiently!(self, b => b.failure_groups().await)
+    }
+
+    /// What each host does on the ledger: runs alive, jobs in flight, images done since
+    /// `since` (e.g. the start of the caller's day), by host name.
+    pub async fn hosts(&self, since: chrono::DateTime<chrono::Utc>) -> Result<Vec<HostActivity>> {
+        patiently!(self, b => b.hosts(since).await)
     }
 
     /// Jobs in `processing`, oldest first, at most `limit`.

@@ -266,6 +266,20 @@ pub struct InFlight {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What one host does on the ledger, for `ledger status`: hosts with a run alive, a job in
+/// flight or an image done since the time asked about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostActivity {
+    pub host: String,
+    /// Its runs not finished whose heartbeat is within the lease (and, on this host, whose
+    /// process exists).
+    pub runs_alive: u64,
+    /// Jobs its runs submitted that the service still holds.
+    pub in_flight: u64,
+    /// Images whose result came since the time asked about (jobs its runs submitted).
+    pub done_since: u64,
+}
+
 /// Images by status, from the maintained counts table (no scan).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusCounts {

@@ -242,3 +242,27 @@ pub(crate) fn to_i64(v: u64) -> i64 {
 pub(crate) fn to_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(if v < 0 { 0 } else { u32::MAX })
 }
+
+/// Adds per-host counts into `hosts`, keeping them ordered by host name.
+pub(crate) fn merge_host_counts(
+    hosts: &mut Vec<crate::HostActivity>,
+    counts: impl IntoIterator<Item = (String, u64)>,
+    field: fn(&mut crate::HostActivity) -> &mut u64,
+) {
+    for (host, n) in counts {
+        let at = match hosts.binary_search_by(|h| h.host.as_str().cmp(&host)) {
+            Ok(at) => at,
+            Err(at) => {
+                hosts.insert(
+                    at,
+                    crate::HostActivity {
+                        host,
+                        ..crate::HostActivity::default()
+                    },
+                );
+                at
+            }
+        };
+        *field(&mut hosts[at]) += n;
+    }
+}

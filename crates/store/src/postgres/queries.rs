@@ -4,14 +4,18 @@
 
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 
 use super::{Postgres, path_bytes};
-use crate::rows::{Counters, RawImage, RawInput, RawInputState, RawRejected, to_u64};
+use crate::liveness::process_exists;
+use crate::rows::{
+    Counters, RawImage, RawInput, RawInputState, RawRejected, merge_host_counts, to_u64,
+};
 use crate::{
-    ConsistencyReport, CreditsUsed, FailureGroup, ImageRow, ImageStatus, InFlight, InputCounts,
-    InputRow, InputState, RejectKind, RejectedRow, Result, RunId, RunProgress, Sha256,
+    ConsistencyReport, CreditsUsed, FailureGroup, HostActivity, ImageRow, ImageStatus, InFlight,
+    InputCounts, InputRow, InputState, RejectKind, RejectedRow, Result, RunId, RunProgress, Sha256,
     StatusCounts,
 };
 
@@ -170,6 +174,53 @@ impl Postgres {
                 count: to_u64(r.n),
             })
             .collect())
+    }
+
+    pub(crate) async fn hosts(&self, since: DateTime<Utc>) -> Result<Vec<HostActivity>> {
+        // Alive in the database's clock; this machine's runs also need their process.
+        let fresh = sqlx::query!(
+            r#"select m.name as host, r.machine, r.pid from runs as r
+               join machines as m on m.id = r.machine
+               where r.finished_at is null and r.heartbeat_at > now() - $1 * interval '1 second'"#,
+            self.lease.as_secs_f64()
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        let alive = fresh
+            .into_iter()
+            .filter(|r| r.machine != self.machine || process_exists(r.pid))
+            .map(|r| (r.host, 1));
+        let mut hosts = Vec::new();
+        merge_host_counts(&mut hosts, alive, |h| &mut h.runs_alive);
+        let in_flight = sqlx::query!(
+            r#"select m.name as host, count(*) as "n!" from images as i
+               join runs as r on r.id = i.job_run join machines as m on m.id = r.machine
+               where i.status = 'processing' group by m.name"#
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        merge_host_counts(
+            &mut hosts,
+            in_flight.into_iter().map(|r| (r.host, to_u64(r.n))),
+            |h| &mut h.in_flight,
+        );
+        let done = sqlx::query!(
+            r#"select m.name as host, count(*) as "n!" from images as i
+               join runs as r on r.id = i.job_run join machines as m on m.id = r.machine
+               where i.done_at >= $1 and i.status = 'done' group by m.name"#,
+            since
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        merge_host_counts(
+            &mut hosts,
+            done.into_iter().map(|r| (r.host, to_u64(r.n))),
+            |h| &mut h.done_since,
+        );
+        Ok(hosts)
     }
 
     pub(crate) async fn in_flight(&self, limit: u32) -> Result<Vec<InFlight>> {

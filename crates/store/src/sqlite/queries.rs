@@ -14,10 +14,11 @@ use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 
 use super::{Sqlite, path_bytes, to_u64};
-use crate::rows::{Counters, RawImage, RawInput, RawInputState};
+use crate::liveness::{RunLiveness, this_host};
+use crate::rows::{Counters, RawImage, RawInput, RawInputState, merge_host_counts};
 use crate::{
-    ConsistencyReport, CreditsUsed, FailureGroup, ImageRow, ImageStatus, InFlight, InputCounts,
-    InputRow, InputState, RejectKind, RejectedRow, Result, RunId, RunProgress, Sha256,
+    ConsistencyReport, CreditsUsed, FailureGroup, HostActivity, ImageRow, ImageStatus, InFlight,
+    InputCounts, InputRow, InputState, RejectKind, RejectedRow, Result, RunId, RunProgress, Sha256,
     StatusCounts,
 };
 
@@ -169,6 +170,55 @@ impl Sqlite {
                 count: to_u64(r.n),
             })
             .collect())
+    }
+
+    pub(crate) async fn hosts(&self, since: DateTime<Utc>) -> Result<Vec<HostActivity>> {
+        let unfinished = sqlx::query!(
+            r#"select host, pid, heartbeat_at as "heartbeat_at: DateTime<Utc>"
+               from runs where finished_at is null"#
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        let (here, now) = (this_host(), Utc::now());
+        let alive = unfinished.into_iter().filter_map(|r| {
+            let run = RunLiveness {
+                host: r.host,
+                pid: r.pid,
+                heartbeat_at: r.heartbeat_at,
+                finished: false,
+            };
+            (!run.is_dead(&here, now, self.lease)).then_some((run.host, 1))
+        });
+        let mut hosts = Vec::new();
+        merge_host_counts(&mut hosts, alive, |h| &mut h.runs_alive);
+        let in_flight = sqlx::query!(
+            r#"select r.host, count(*) as "n!: i64" from images as i join runs as r on r.id = i.job_run
+               where i.status = 'processing' group by r.host"#
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        merge_host_counts(
+            &mut hosts,
+            in_flight.into_iter().map(|r| (r.host, to_u64(r.n))),
+            |h| &mut h.in_flight,
+        );
+        let since = since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let done = sqlx::query!(
+            r#"select r.host, count(*) as "n!: i64" from images as i join runs as r on r.id = i.job_run
+               where i.done_at >= ?1 and i.status = 'done' group by r.host"#,
+            since
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        merge_host_counts(
+            &mut hosts,
+            done.into_iter().map(|r| (r.host, to_u64(r.n))),
+            |h| &mut h.done_since,
+        );
+        Ok(hosts)
     }
 
     pub(crate) async fn in_flight(&self, limit: u32) -> Result<Vec<InFlight>> {

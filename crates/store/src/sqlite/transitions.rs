@@ -105,8 +105,8 @@ impl Sqlite {
         let (key, now) = (&sha.0[..], now_text());
         let mut conn = self.durable_writer().await?;
         let done = sqlx::query!(
-            "update images set status = 'processing', job_id = ?1, attempts = attempts + 1,
-                 claimed_by = null, updated_at = ?2
+            "update images set status = 'processing', job_id = ?1, job_run = ?4,
+                 attempts = attempts + 1, claimed_by = null, updated_at = ?2
              where sha256 = ?3 and status = 'uploading' and claimed_by = ?4",
             job_id,
             now,
@@ -149,7 +149,7 @@ impl Sqlite {
             "update images set status = 'done', output_url = ?1, output_path = ?2, output_sha256 = ?3,
                  output_size = ?4, credits_states = ?5, need_credits = ?6, p_credits = ?7, s_credits = ?8,
                  raw_response = ?9, error_code = null, error_message = null, retryable = null,
-                 updated_at = ?10
+                 done_at = ?10, updated_at = ?10
              where sha256 = ?11 and status = 'processing'",
             done.output_url,
             output_path,
@@ -332,9 +332,10 @@ impl Sqlite {
     pub(crate) async fn reset_done(&self, sha: &Sha256) -> Result<()> {
         let (key, now) = (&sha.0[..], now_text());
         let done = sqlx::query!(
-            "update images set status = 'new', job_id = null, output_url = null, output_path = null,
-                 output_sha256 = null, output_size = null, credits_states = null, need_credits = null,
-                 p_credits = null, s_credits = null, raw_response = null, updated_at = ?1
+            "update images set status = 'new', job_id = null, job_run = null, output_url = null,
+                 output_path = null, output_sha256 = null, output_size = null, credits_states = null,
+                 need_credits = null, p_credits = null, s_credits = null, raw_response = null,
+                 done_at = null, updated_at = ?1
              where sha256 = ?2 and status = 'done'",
             now,
             key

@@ -5,7 +5,8 @@ use futures_util::TryStreamExt;
 use rstest::rstest;
 
 use crate::support::{
-    Backend, done_record, failure, fresh, image_in, input, record, record_in, record_inputs, sha,
+    Backend, age_heartbeat, done_record, failure, fresh, image_in, input, record, record_in,
+    record_inputs, set_run_host, sha,
 };
 
 #[rstest]
@@ -421,4 +422,40 @@ async fn export_streams_every_image_and_every_input(
     assert_eq!(images.len(), 2);
     assert_eq!(inputs.len(), 3);
     assert!(inputs.iter().all(|s| s.status == ImageStatus::New));
+}
+
+#[rstest]
+#[tokio::test]
+async fn hosts_tell_each_machines_runs_alive_jobs_in_flight_and_images_done(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let Some(t) = fresh(backend).await else {
+        return;
+    };
+    let l = &t.ledger;
+    let (here, _) = image_in(l, 1, ImageStatus::Processing).await;
+    let (elsewhere, _) = image_in(l, 2, ImageStatus::Done).await;
+    image_in(l, 3, ImageStatus::Done).await;
+    set_run_host(&t, elsewhere, "aaa-nas").await;
+    age_heartbeat(&t, elsewhere, 3600).await;
+    l.finish_run(here, "complete", "{}").await.unwrap();
+
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let hosts = l.hosts(since).await.unwrap();
+
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    let nas = hosts.iter().find(|h| h.host == "aaa-nas").unwrap();
+    let this = hosts.iter().find(|h| h.host != "aaa-nas").unwrap();
+    assert_eq!((nas.runs_alive, nas.in_flight, nas.done_since), (0, 0, 1));
+    // This host: the run of image 3 is alive, the finished one still has its job in flight.
+    assert_eq!(
+        (this.runs_alive, this.in_flight, this.done_since),
+        (1, 1, 1)
+    );
+
+    let later = l
+        .hosts(chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(later.iter().map(|h| h.done_since).sum::<u64>(), 0);
 }

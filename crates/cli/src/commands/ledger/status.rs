@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use eraser_store::{CreditsUsed, FailureGroup, InputCounts, Ledger, StatusCounts};
+use eraser_store::{CreditsUsed, FailureGroup, HostActivity, InputCounts, Ledger, StatusCounts};
 use serde::Serialize;
 
 use super::{STDOUT, counts_line};
@@ -24,6 +24,8 @@ struct StatusReport {
     failures: Vec<FailureGroup>,
     /// The service's processing time per image learned by the last run, in seconds.
     processing_seconds: Option<f64>,
+    /// Each host with a run alive, a job in flight or an image done today (local time).
+    hosts: Vec<HostActivity>,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +62,7 @@ pub(super) async fn status(
         credits: ledger.credits_used().await?,
         failures: ledger.failure_groups().await?,
         processing_seconds: ledger.processing_estimate().await?,
+        hosts: ledger.hosts(start_of_today()).await?,
     };
     let text = if json {
         let mut line = serde_json::to_string(&report).context("encoding the status")?;
@@ -115,6 +118,19 @@ fn render_status(r: &StatusReport) -> String {
             format!("about {seconds:.1} s per image (learned by the last run)"),
         );
     }
+    for (n, h) in r.hosts.iter().enumerate() {
+        row(
+            if n == 0 { "hosts" } else { "" },
+            format!(
+                "{}: {} run{} alive, {} in flight, {} done today",
+                h.host,
+                h.runs_alive,
+                if h.runs_alive == 1 { "" } else { "s" },
+                h.in_flight,
+                h.done_since
+            ),
+        );
+    }
     row(
         "credits",
         format!(
@@ -132,6 +148,19 @@ fn render_status(r: &StatusReport) -> String {
         row("see", "eraser ledger list --status failed".into());
     }
     s
+}
+
+/// Midnight of this machine's day, as a moment.
+fn start_of_today() -> DateTime<Utc> {
+    let today = chrono::Local::now().date_naive();
+    today
+        .and_time(chrono::NaiveTime::MIN)
+        .and_local_timezone(chrono::Local)
+        .earliest()
+        .map_or_else(
+            || today.and_time(chrono::NaiveTime::MIN).and_utc(),
+            |t| t.to_utc(),
+        )
 }
 
 /// `75` → `1m15s`; `7300` → `2h01m`.
@@ -181,10 +210,21 @@ mod tests {
             credits: CreditsUsed::default(),
             failures: vec![],
             processing_seconds: Some(1.5),
+            hosts: vec![HostActivity {
+                host: "nas".into(),
+                runs_alive: 1,
+                in_flight: 4,
+                done_since: 12,
+            }],
         };
         let v: serde_json::Value = serde_json::to_value(&report).expect("json");
         assert_eq!(v["processing_seconds"], 1.5);
         assert!(render_status(&report).contains("about 1.5 s per image"));
+        assert!(
+            render_status(&report).contains("hosts  nas: 1 run alive, 4 in flight, 12 done today")
+        );
+        assert_eq!(v["hosts"][0]["host"], "nas");
+        assert_eq!(v["hosts"][0]["done_since"], 12);
         for key in ["total", "new", "uploading", "processing", "done", "failed"] {
             assert!(v["images"][key].is_u64(), "images.{key}");
         }
@@ -216,5 +256,14 @@ mod tests {
         assert_eq!(v["images"]["new"], 1);
         assert_eq!(v["inputs"]["total"], 3);
         assert_eq!(v["ledger"], fx.path("ledger.db").display().to_string());
+        // The fixture's run is this process, alive; its job was done today.
+        assert_eq!(v["hosts"].as_array().map(Vec::len), Some(1));
+        assert!(
+            v["hosts"][0]["host"]
+                .as_str()
+                .is_some_and(|h| !h.is_empty())
+        );
+        assert_eq!(v["hosts"][0]["runs_alive"], 1);
+        assert_eq!(v["hosts"][0]["done_since"], 1);
     }
 }
