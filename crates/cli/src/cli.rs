@@ -154,8 +154,9 @@ pub struct SettingFlags {
     #[arg(long, value_name = "DURATION", value_parser = flag(&settings::JOB_TIMEOUT))]
     pub job_timeout: Option<Duration>,
     /// A service that cannot be reached, or that refuses every upload while holding none of
-    /// the run's jobs, for this long ends the run (exit 3; nothing is lost, rerun later).
-    /// 1ms to 30days [default: 2m] [env: ERASER_OUTAGE_TIMEOUT].
+    /// the run's jobs, or a ledger database that cannot be reached, for this long ends the run
+    /// (exit 3; nothing is lost, rerun later). 1ms to 30days [default: 2m]
+    /// [env: ERASER_OUTAGE_TIMEOUT].
     #[arg(long, value_name = "DURATION", value_parser = flag(&settings::OUTAGE_TIMEOUT))]
     pub outage_timeout: Option<Duration>,
     /// A run on another machine sharing the ledger that goes this long without a heartbeat is
