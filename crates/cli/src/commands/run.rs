@@ -14,7 +14,7 @@ use super::{flags, print_warnings, say, stdout};
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::config::{Config, Environment};
 use crate::exit::{LedgerUnavailable, Status, UsageError};
-use crate::pipeline::{self, Hooks, InputSource, Options, Outcome, RunEnd};
+use crate::pipeline::{self, Feedback, InputSource, Options, Outcome, RunEnd};
 
 /// Runs the batch and reports how it ended.
 pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyhow::Result<Status> {
@@ -31,8 +31,8 @@ pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyho
             .await
             .context("cannot read the ledger's product serial")?,
     };
-    let hooks = Hooks::new(cfg.concurrency.value);
-    let client = build_client(&cfg, serial, &hooks)?;
+    let feedback = Feedback::new(cfg.concurrency.value);
+    let client = build_client(&cfg, serial, &feedback)?;
     let opts = Options {
         inputs,
         out: args.out,
@@ -55,7 +55,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs, env: &Environment) -> anyho
         progress: !global.quiet,
         command_line: recorded_command_line(std::env::args_os()),
     };
-    let outcome = pipeline::run(&ledger, &client, &opts, &hooks).await?;
+    let outcome = pipeline::run(&ledger, &client, &opts, &feedback).await?;
     ledger.close().await;
     report(&outcome, args.json, global.quiet)?;
     Ok(match outcome.end {
@@ -117,11 +117,11 @@ async fn open_or_create(cfg: &Config, lease: Duration) -> Result<Ledger, LedgerU
         .map_err(|e| unavailable(Box::new(e)))
 }
 
-/// The API client for this configuration, reporting its retries to the pipeline's `hooks`;
+/// The API client for this configuration, reporting its retries to the pipeline's `feedback`;
 /// a client that cannot be built is a config error.
-fn build_client(cfg: &Config, serial: String, hooks: &Hooks) -> anyhow::Result<Client> {
+fn build_client(cfg: &Config, serial: String, feedback: &Feedback) -> anyhow::Result<Client> {
     let mut builder = Client::builder()
-        .on_retry(hooks.retry_observer())
+        .on_retry(feedback.retry_observer())
         .throttled_uploads_to_caller(true)
         .base_url(cfg.api_base.value.clone())
         .product_serial(serial)

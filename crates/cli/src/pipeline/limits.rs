@@ -169,14 +169,15 @@ impl RateLimit {
     }
 }
 
-/// What the pipeline shares with the API client before the client is built.
+/// What the API client reports back to the pipeline (made before the client is built):
+/// retries are counted, and a 429 lowers the jobs-in-flight limit.
 #[derive(Debug, Clone)]
-pub struct Hooks {
+pub struct Feedback {
     pub counters: Arc<Counters>,
     pub limiter: Arc<Limiter>,
 }
 
-impl Hooks {
+impl Feedback {
     pub fn new(concurrency: usize) -> Self {
         Self {
             counters: Arc::new(Counters::default()),
@@ -187,11 +188,11 @@ impl Hooks {
     /// The client's retry observer: counts retries and turns 429s into a lower limit (a
     /// create-job's 429 comes back to the pipeline instead, which does the same).
     pub fn retry_observer(&self) -> Arc<dyn Fn(&RetryEvent) + Send + Sync> {
-        let hooks = self.clone();
+        let feedback = self.clone();
         Arc::new(move |ev: &RetryEvent| {
-            Counters::add(&hooks.counters.retries, 1);
+            Counters::add(&feedback.counters.retries, 1);
             if ev.status == Some(429) {
-                hooks.limiter.throttled();
+                feedback.limiter.throttled();
             }
             tracing::debug!(
                 "{} attempt {} failed (status {:?}); retrying in {:?}",

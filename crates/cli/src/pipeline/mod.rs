@@ -26,7 +26,7 @@ mod unrecorded;
 mod upload;
 mod walk;
 
-pub use limits::Hooks;
+pub use limits::Feedback;
 pub use stop::StopSignal;
 
 use std::path::PathBuf;
@@ -143,7 +143,7 @@ pub async fn run(
     ledger: &Ledger,
     client: &Client,
     opts: &Options,
-    hooks: &Hooks,
+    feedback: &Feedback,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let opts = Arc::new(Options {
@@ -151,9 +151,9 @@ pub async fn run(
         ..opts.clone()
     });
     let stop = stop::Stop::watch();
-    let run = begin(ledger, &opts, &hooks.counters).await?;
+    let run = begin(ledger, &opts, &feedback.counters).await?;
     let heartbeat = spawn_heartbeat(ledger.clone(), run);
-    let progress = Progress::start(Arc::clone(&hooks.counters), opts.progress);
+    let progress = Progress::start(Arc::clone(&feedback.counters), opts.progress);
 
     let session = ledger
         .begin_scan(run)
@@ -168,7 +168,7 @@ pub async fn run(
             follow: opts.follow,
             hash_threads: opts.hash_threads,
             max_upload_bytes: opts.max_upload_bytes,
-            counters: Arc::clone(&hooks.counters),
+            counters: Arc::clone(&feedback.counters),
             recorded: Arc::clone(&recorded),
         }
         .run(),
@@ -178,7 +178,7 @@ pub async fn run(
         client,
         run,
         Arc::clone(&opts),
-        hooks,
+        feedback,
         session,
         started,
     )
@@ -212,7 +212,7 @@ pub async fn run(
         .context("counting the run's images")?;
     let (end, summary) = outcome::conclude(outcome::Ending {
         opts: &opts,
-        hooks,
+        feedback,
         started,
         stopped: work.stopped.take(),
         report,

@@ -8,14 +8,14 @@ use eraser_store::RunProgress;
 
 use super::complete::FinalReport;
 use super::scan::InputError;
-use super::{Hooks, Options, RunEnd};
+use super::{Feedback, Options, RunEnd};
 use crate::progress::Counters;
 use crate::summary::{Credits, NOT_READ, Summary};
 
 /// Everything the end of a run is decided from.
 pub(super) struct Ending<'a> {
     pub opts: &'a Options,
-    pub hooks: &'a Hooks,
+    pub feedback: &'a Feedback,
     pub started: Instant,
     /// Why the run stopped submitting, if it did.
     pub stopped: Option<RunEnd>,
@@ -30,7 +30,7 @@ pub(super) struct Ending<'a> {
 pub(super) fn conclude(e: Ending<'_>) -> (RunEnd, Summary) {
     let Ending {
         opts,
-        hooks,
+        feedback,
         started,
         stopped,
         mut report,
@@ -38,7 +38,7 @@ pub(super) fn conclude(e: Ending<'_>) -> (RunEnd, Summary) {
         scan_errors,
         ledger,
     } = e;
-    let c = &hooks.counters;
+    let c = &feedback.counters;
     let placed = Counters::get(&c.placed);
     let cut_short = matches!(
         stopped,
@@ -68,9 +68,9 @@ pub(super) fn conclude(e: Ending<'_>) -> (RunEnd, Summary) {
         bytes_downloaded: Counters::get(&c.bytes_downloaded),
         get_job_calls: Counters::get(&c.get_jobs),
         retries: Counters::get(&c.retries),
-        concurrency_limit: hooks.limiter.current() as u64,
+        concurrency_limit: feedback.limiter.current() as u64,
         concurrency_requested: opts.concurrency as u64,
-        concurrency_lowest: hooks.limiter.settled() as u64,
+        concurrency_lowest: feedback.limiter.settled() as u64,
         uploads_refused: Counters::get(&c.refused_uploads),
         seconds: started.elapsed().as_secs_f64(),
         credits: Credits {
